@@ -1,0 +1,110 @@
+"""Wire telemetry for one CLI run: handlers, tracer provider, resource sampler; and take
+it down again within a bounded time, whatever the backends are doing."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+
+from pipeline.runner import Hooks
+from telemetry.console import ConsoleFormatter
+from telemetry.daily import DEFAULT_KEEP_DAYS, prune
+from telemetry.hooks import TelemetryHooks, Thresholds
+from telemetry.records import LOGGER_NAME, DailyEcsHandler, EcsFormatter
+from telemetry.resources import ResourceSampler
+from telemetry.tracing import make_provider
+
+SHUTDOWN_BUDGET_S = 2.0
+
+
+@dataclass
+class TelemetryConfig:
+    log_dir: Path
+    service_version: str
+    service_name: str = "wwts"
+    enabled: bool = True  # False: no spans, no records, no sampler (the benchmark's "off")
+    console_level: int = logging.INFO
+    console: TextIO = field(default_factory=lambda: sys.stderr)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    keep_days: int = DEFAULT_KEEP_DAYS
+
+
+class Telemetry:
+    def __init__(self, config: TelemetryConfig) -> None:
+        self.config = config
+        self.logger = logging.getLogger(LOGGER_NAME)
+        self.provider: TracerProvider | None = None
+        self.sampler: ResourceSampler | None = None
+        self.file_handler: DailyEcsHandler | None = None
+        self._console_handler: logging.Handler | None = None
+
+    def start(self) -> Telemetry:
+        config = self.config
+        self.logger.setLevel(logging.DEBUG)
+        self.logger.propagate = False
+        console = logging.StreamHandler(config.console)
+        console.setLevel(config.console_level)
+        console.setFormatter(ConsoleFormatter())
+        self.logger.addHandler(console)
+        self._console_handler = console
+        if not config.enabled:
+            return self
+        try:
+            prune(config.log_dir, config.keep_days)
+        except OSError:
+            pass
+        formatter = EcsFormatter(config.service_name, config.service_version)
+        self.file_handler = DailyEcsHandler(config.log_dir, formatter)
+        self.logger.addHandler(self.file_handler)
+        self.provider, _ = make_provider(config.log_dir, config.service_version)
+        self.sampler = ResourceSampler().start()
+        return self
+
+    @property
+    def tracer(self) -> trace.Tracer:
+        if self.provider is None:
+            return trace.NoOpTracer()
+        return self.provider.get_tracer("wwts", self.config.service_version)
+
+    def hooks(self, model_name: str, device: str) -> Hooks:
+        if not self.config.enabled:
+            return Hooks()
+        return TelemetryHooks(
+            self.tracer,
+            self.logger,
+            model_name=model_name,
+            device=device,
+            sampler=self.sampler,
+            thresholds=self.config.thresholds,
+        )
+
+    def shutdown(self) -> None:
+        """Flush spans and records within SHUTDOWN_BUDGET_S; a dead collector costs at most that."""
+        if self.sampler is not None:
+            self.sampler.stop()
+        if self.provider is not None:
+            provider = self.provider
+            worker = threading.Thread(target=provider.shutdown, name="wwts-trace-flush", daemon=True)
+            worker.start()
+            worker.join(SHUTDOWN_BUDGET_S)
+            if worker.is_alive():
+                self.logger.warning(
+                    "trace export did not finish within %.0f s; unsent spans are dropped", SHUTDOWN_BUDGET_S
+                )
+        if self.file_handler is not None:
+            self.file_handler.close()
+            if self.file_handler.failed is not None:
+                self.logger.warning(
+                    "could not write log records to %s: %s", self.config.log_dir, self.file_handler.failed
+                )
+            self.logger.removeHandler(self.file_handler)
+        if self._console_handler is not None:
+            self._console_handler.flush()
+            self.logger.removeHandler(self._console_handler)

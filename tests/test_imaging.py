@@ -1,0 +1,106 @@
+"""Decoding every mode to the RGB picture a person sees."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline import stages
+from pipeline.imaging import DecompressionBomb, ImageRejected, decode
+
+
+def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **params)
+    return buffer.getvalue()
+
+
+def test_rgba_transparent_area_becomes_white() -> None:
+    image = Image.new("RGBA", (8, 8), (255, 0, 0, 0))
+    image.putpixel((0, 0), (0, 0, 255, 255))
+    rgb = decode(encode(image, "PNG")).image
+    assert rgb.mode == "RGB"
+    assert rgb.getpixel((5, 5)) == (255, 255, 255)
+    assert rgb.getpixel((0, 0)) == (0, 0, 255)
+
+
+def test_la_and_palette_transparency_on_white() -> None:
+    la = Image.new("LA", (4, 4), (0, 0))
+    assert decode(encode(la, "PNG")).image.getpixel((1, 1)) == (255, 255, 255)
+    palette = Image.new("P", (4, 4), 1)
+    palette.putpalette([0, 0, 0, 10, 200, 30] + [0] * 762)
+    data = encode(palette, "PNG", transparency=1)
+    decoded = decode(data)
+    assert decoded.mode == "P"
+    assert decoded.image.getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_cmyk_jpeg_converts_to_rgb() -> None:
+    cmyk = Image.new("CMYK", (16, 16), (0, 255, 255, 0))  # pure red in CMYK
+    decoded = decode(encode(cmyk, "JPEG", quality=95))
+    assert decoded.mode == "CMYK"
+    red, green, blue = decoded.image.getpixel((8, 8))
+    assert red > 200 and green < 60 and blue < 60
+
+
+def test_16_bit_grey_is_scaled_not_clipped() -> None:
+    samples = np.full((4, 4), 32768, dtype=np.uint16)  # mid-grey in 16 bits
+    image = Image.fromarray(samples)
+    decoded = decode(encode(image, "PNG"))
+    value = decoded.image.getpixel((0, 0))
+    assert value[0] == value[1] == value[2]
+    assert 126 <= value[0] <= 129  # clipping would give 255
+
+
+def test_one_bit_and_grey_become_rgb() -> None:
+    bilevel = Image.new("1", (4, 4), 1)
+    assert decode(encode(bilevel, "PNG")).image.getpixel((0, 0)) == (255, 255, 255)
+    grey = Image.new("L", (4, 4), 77)
+    assert decode(encode(grey, "BMP")).image.getpixel((0, 0)) == (77, 77, 77)
+
+
+def test_animated_gif_uses_the_first_frame() -> None:
+    frames = [Image.new("RGB", (8, 8), colour) for colour in ((255, 0, 0), (0, 255, 0))]
+    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
+    red, green, _ = decode(data).image.getpixel((4, 4))
+    assert red > 200 and green < 50
+
+
+def test_exif_orientation_is_applied_before_the_model_sees_it() -> None:
+    image = Image.new("RGB", (40, 20), (0, 0, 0))
+    image.paste((255, 255, 255), (0, 0, 20, 20))  # left half white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    decoded = decode(encode(image, "JPEG", exif=exif.tobytes(), quality=95))
+    assert (decoded.width, decoded.height) == (20, 40)
+    assert decoded.image.size == (20, 40)
+    top = decoded.image.getpixel((10, 5))
+    assert top[0] > 200  # the white half is now on top
+
+
+def test_decompression_bomb_is_refused_before_decoding() -> None:
+    data = encode(Image.new("L", (100, 100)), "PNG")
+    with pytest.raises(DecompressionBomb, match="over the limit of 5000"):
+        decode(data, max_pixels=5000)
+
+
+def test_empty_and_garbage_bytes_are_clear_errors() -> None:
+    with pytest.raises(ImageRejected, match="empty file"):
+        decode(b"")
+    with pytest.raises(Exception, match="cannot identify image file"):
+        decode(b"this is text, not an image")
+
+
+def test_load_hashes_the_bytes_it_decodes(tmp_path: Path) -> None:
+    import hashlib
+
+    data = encode(Image.new("RGB", (9, 7), (1, 2, 3)), "PNG")
+    path = tmp_path / "图 片 .png"
+    path.write_bytes(data)
+    loaded = stages.load(path)
+    assert loaded.md5 == hashlib.md5(data).hexdigest()
+    assert (loaded.bytes, loaded.width, loaded.height, loaded.mode, loaded.format) == (len(data), 9, 7, "RGB", "PNG")

@@ -1,0 +1,51 @@
+"""The default model's answers on the scikit-image sample photos
+(../shared/reference/predictions.md), through the real load → preprocess → forward →
+postprocess stages."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pipeline import stages
+
+# image -> [(class id or set of acceptable ids for a close call, probability)]
+REFERENCE = {
+    "chelsea.png": [({282, 285}, 0.38), ({282, 285}, 0.38), ({281}, 0.17)],
+    "coffee.png": [({967}, 0.96), ({968}, 0.01), ({925}, 0.01)],
+    "astronaut.png": [({450}, 0.13), ({560}, 0.12), ({573}, 0.07)],
+    "rocket.jpg": [({657}, 0.36), ({744}, 0.25), ({540}, 0.07)],
+    "motorcycle_left.png": [({665}, 0.58), ({670}, 0.12), ({535}, 0.07)],
+    "camera.png": [({872}, 0.94), ({593}, 0.01), ({447}, 0.01)],
+}
+TOLERANCE = 0.02
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+def test_reference_predictions(name: str, data_dir, default_model) -> None:
+    loaded = stages.load(data_dir / name)
+    tensor = stages.preprocess(loaded.image, default_model.preprocessing)
+    logits = stages.forward(default_model.module, tensor.unsqueeze(0), torch.device("cpu"))
+    top = stages.postprocess(logits[0], default_model.labels, 3)
+    for prediction, (ids, probability) in zip(top, REFERENCE[name], strict=True):
+        assert prediction.class_id in ids, (name, top)
+        assert prediction.score == pytest.approx(probability, abs=TOLERANCE), (name, top)
+        assert prediction.label == default_model.labels[prediction.class_id]
+    assert [p.rank for p in top] == [1, 2, 3]
+
+
+def test_chelsea_top3_names_the_cats_in_chinese(data_dir, default_model) -> None:
+    loaded = stages.load(data_dir / "chelsea.png")
+    logits = stages.forward(
+        default_model.module, stages.preprocess(loaded.image, default_model.preprocessing).unsqueeze(0), torch.device("cpu")
+    )
+    labels = {p.label for p in stages.postprocess(logits[0], default_model.labels, 3)}
+    assert {"虎斑猫", "埃及猫"} <= labels
+
+
+def test_postprocess_rounds_to_four_decimals_and_sorts() -> None:
+    logits = torch.tensor([0.0, 2.0, 1.0, -1.0])
+    top = stages.postprocess(logits, ["a", "b", "c", "d"], 5)
+    assert [p.class_id for p in top] == [1, 2, 0, 3]
+    assert [p.score for p in top] == [round(s, 4) for s in torch.softmax(logits, 0)[[1, 2, 0, 3]].tolist()]
+    assert sum(p.score for p in top) == pytest.approx(1.0, abs=1e-3)

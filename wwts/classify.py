@@ -1,0 +1,137 @@
+"""`wwts classify`: set up telemetry, build the model, run the inputs, print results."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from pipeline import inputs as input_paths
+from pipeline.device import DeviceError, resolve
+from pipeline.models import ModelError, create
+from pipeline.runner import Result, Runner
+from telemetry.hooks import Thresholds
+from telemetry.session import Telemetry, TelemetryConfig
+from wwts import __version__
+from wwts.facts import runtime_facts
+from wwts.results import to_json, to_line
+from wwts.settings import Settings
+from wwts.signals import GracefulStop
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+SEPARATOR = "=" * 60
+CPU_AUTO_BATCH = 4  # measured on 2 cores with channels_last (see benchmarks/README.md)
+GPU_AUTO_BATCH = 32
+
+
+@dataclass
+class ClassifyOptions:
+    paths: list[str]
+    top_k: int = 5
+    model: str = "efficientnet-lite0"
+    model_dir: Path | None = None
+    device: str = "auto"
+    batch_size: int | str = 1
+    recursive: bool = False
+    as_json: bool = False
+    log_dir: Path = Path("logs")
+    telemetry: bool = True
+    workers: int = 1
+
+
+def auto_batch_size(device_type: str) -> int:
+    return GPU_AUTO_BATCH if device_type == "cuda" else CPU_AUTO_BATCH
+
+
+def run_classify(options: ClassifyOptions, settings: Settings, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    try:
+        device = resolve(options.device)
+    except DeviceError as exc:
+        print(f"wwts: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    telemetry = Telemetry(
+        TelemetryConfig(
+            log_dir=options.log_dir,
+            service_version=__version__,
+            enabled=options.telemetry,
+            console_level=logging.WARNING if options.as_json else logging.INFO,
+            thresholds=Thresholds(settings.latency_alert_ms, settings.gpu_temp_alert_c),
+        )
+    ).start()
+    log = telemetry.logger
+    try:
+        facts = runtime_facts(str(device))
+        facts["model"] = options.model
+        log.info(
+            "Python %s | torch %s | CUDA available: %s | GPU: %s | model: %s | device: %s",
+            facts["python"], facts["torch"], facts["cuda_available"], ", ".join(facts["gpu"]) or "none",
+            options.model, device,
+            extra={"event": {"dataset": "wwts.startup", "kind": "event"}, "wwts": {"startup": facts}},
+        )
+        try:
+            model = create(options.model, options.model_dir)
+        except ModelError as exc:
+            log.error("model %s: %s", options.model, exc, extra={"event": {"dataset": "wwts.startup"}})
+            return EXIT_USAGE
+        batch_size = auto_batch_size(device.type) if options.batch_size == "auto" else int(options.batch_size)
+        runner = Runner(
+            model,
+            device,
+            top_k=options.top_k,
+            batch_size=batch_size,
+            hooks=telemetry.hooks(options.model, str(device)),
+            workers=options.workers,
+            max_pixels=settings.max_image_pixels,
+        )
+        items = list(input_paths.expand(options.paths, recursive=options.recursive))
+        with GracefulStop() as stop:
+            failed = _emit_results(runner.run(stop.until_stopped(items)), options, str(device), len(items), out)
+        if stop.exit_code is not None:
+            log.warning("stopped by signal %d; in-flight images completed", stop.signum)
+            return stop.exit_code
+        return EXIT_FAILED if failed else EXIT_OK
+    finally:
+        log.info(SEPARATOR)
+        telemetry.shutdown()
+
+
+def _emit_results(results: Iterable[Result], options: ClassifyOptions, device: str, total: int, out: TextIO) -> int:
+    failed = 0
+    with _progress(total) as advance:
+        for result in results:
+            failed += not result.ok
+            if options.as_json:
+                out.write(json.dumps(to_json(result, options.model, device), ensure_ascii=False) + "\n")
+            else:
+                out.write(to_line(result) + "\n")
+            out.flush()
+            advance()
+    return failed
+
+
+class _progress:
+    """A rich progress bar on stderr when it is a terminal and there are many inputs."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._progress = None
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        if self.total < 10 or not sys.stderr.isatty():
+            return lambda: None
+        from rich.progress import Progress
+
+        self._progress = Progress(transient=True, redirect_stderr=True, redirect_stdout=False)
+        self._progress.__enter__()
+        task = self._progress.add_task("classifying", total=self.total)
+        return lambda: self._progress.advance(task)  # type: ignore[union-attr]
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(None, None, None)
+

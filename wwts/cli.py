@@ -1,0 +1,125 @@
+"""The `wwts` command line: the front door. CLI → runner → stages; telemetry around."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pipeline.models import DEFAULT_MODEL, names
+from wwts import __version__
+from wwts.settings import Settings
+
+app = typer.Typer(
+    name="wwts",
+    help="Observable image recognition: Chinese labels, traced stages, ECS logs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+PROGRESS_MIN_INPUTS = 10
+
+
+def fail_usage(message: str) -> typer.Exit:
+    typer.echo(f"wwts: error: {message}", err=True)
+    return typer.Exit(EXIT_USAGE)
+
+
+def settings_or_exit() -> Settings:
+    try:
+        return Settings.from_env()
+    except ValueError as exc:
+        raise fail_usage(str(exc)) from None
+
+
+def parse_batch_size(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        size = int(value)
+    except ValueError:
+        raise typer.BadParameter("must be a positive integer or 'auto'") from None
+    if size < 1:
+        raise typer.BadParameter("must be a positive integer or 'auto'")
+    return size
+
+
+@app.command()
+def classify(
+    paths: Annotated[list[Path], typer.Argument(help="Image files and/or directories.", show_default=False)],
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="How many labels per image.")] = 5,
+    model: Annotated[str, typer.Option("--model", help=f"One of: {', '.join(names())}.")] = DEFAULT_MODEL,
+    model_dir: Annotated[
+        Path | None, typer.Option("--model-dir", envvar="WWTS_MODEL_DIR", help="ModelScope checkpoint directory.")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    batch_size: Annotated[
+        str, typer.Option("--batch-size", help="Images per forward pass, or 'auto'.", parser=parse_batch_size)
+    ] = "1",
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Walk directories recursively.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per input on stdout.")] = False,
+    log_dir: Annotated[Path | None, typer.Option("--log-dir", envvar="WWTS_LOG_DIR", help="Local log directory.")] = None,
+) -> None:
+    """Classify images: top-k Chinese labels with 4-decimal confidences."""
+    from wwts.classify import ClassifyOptions, run_classify
+
+    if model not in names():
+        raise fail_usage(f"unknown model {model!r}; choose one of: {', '.join(names())}")
+    settings = settings_or_exit()
+    options = ClassifyOptions(
+        paths=[str(p) for p in paths],
+        top_k=top_k,
+        model=model,
+        model_dir=model_dir or settings.model_dir,
+        device=device,
+        batch_size=batch_size,  # type: ignore[arg-type]
+        recursive=recursive,
+        as_json=as_json,
+        log_dir=log_dir or settings.log_dir,
+    )
+    raise typer.Exit(run_classify(options, settings))
+
+
+@app.command()
+def info(as_json: Annotated[bool, typer.Option("--json", help="Print the facts as JSON.")] = False) -> None:
+    """Startup facts: Python, torch, CUDA, GPU, models, backends (and whether they answer)."""
+    from wwts.facts import all_facts
+
+    facts = all_facts(settings_or_exit())
+    if as_json:
+        typer.echo(json.dumps(facts, ensure_ascii=False, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"wwts {__version__}", show_header=False)
+    for key, value in _flatten(facts):
+        table.add_row(key, "—" if value is None else str(value))
+    Console().print(table)
+
+
+def _flatten(facts: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = []
+    for key, value in facts.items():
+        if isinstance(value, dict):
+            rows += _flatten(value, f"{prefix}{key}.")
+        elif isinstance(value, list):
+            rows.append((prefix + key, ", ".join(map(str, value)) or "—"))
+        else:
+            rows.append((prefix + key, value))
+    return rows
+
+
+def main() -> None:
+    logging.captureWarnings(True)
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
