@@ -6,9 +6,11 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -19,6 +21,7 @@ from telemetry.daily import DEFAULT_KEEP_DAYS, prune
 from telemetry.hooks import TelemetryHooks, Thresholds
 from telemetry.records import LOGGER_NAME, DailyEcsHandler, EcsFormatter
 from telemetry.resources import ResourceSampler
+from telemetry.shipping import BackgroundShipper
 from telemetry.tracing import make_provider
 
 SHUTDOWN_BUDGET_S = 2.0
@@ -34,6 +37,8 @@ class TelemetryConfig:
     console: TextIO = field(default_factory=lambda: sys.stderr)
     thresholds: Thresholds = field(default_factory=Thresholds)
     keep_days: int = DEFAULT_KEEP_DAYS
+    # Set when WWTS_ES_URL is: records are shipped from the daily files while the run goes.
+    es_client_factory: Callable[[], Any] | None = None
 
 
 class Telemetry:
@@ -44,6 +49,7 @@ class Telemetry:
         self.sampler: ResourceSampler | None = None
         self.file_handler: DailyEcsHandler | None = None
         self._console_handler: logging.Handler | None = None
+        self.shipper: BackgroundShipper | None = None
 
     def start(self) -> Telemetry:
         config = self.config
@@ -65,6 +71,10 @@ class Telemetry:
         self.logger.addHandler(self.file_handler)
         self.provider, _ = make_provider(config.log_dir, config.service_version)
         self.sampler = ResourceSampler().start()
+        if config.es_client_factory is not None:
+            self.shipper = BackgroundShipper(
+                config.es_client_factory, config.log_dir, self.file_handler.flush, warn=self.logger.warning
+            ).start()
         return self
 
     @property
@@ -86,15 +96,20 @@ class Telemetry:
         )
 
     def shutdown(self) -> None:
-        """Flush spans and records within SHUTDOWN_BUDGET_S; a dead collector costs at most that."""
+        """Flush spans and ship records in parallel within SHUTDOWN_BUDGET_S: dead backends
+        cost at most that, and the records stay on disk."""
+        deadline = time.monotonic() + SHUTDOWN_BUDGET_S
         if self.sampler is not None:
             self.sampler.stop()
+        flusher = None
         if self.provider is not None:
-            provider = self.provider
-            worker = threading.Thread(target=provider.shutdown, name="wwts-trace-flush", daemon=True)
-            worker.start()
-            worker.join(SHUTDOWN_BUDGET_S)
-            if worker.is_alive():
+            flusher = threading.Thread(target=self.provider.shutdown, name="wwts-trace-flush", daemon=True)
+            flusher.start()
+        if self.shipper is not None:
+            self.shipper.stop()
+        if flusher is not None:
+            flusher.join(max(0.0, deadline - time.monotonic()))
+            if flusher.is_alive():
                 self.logger.warning(
                     "trace export did not finish within %.0f s; unsent spans are dropped", SHUTDOWN_BUDGET_S
                 )

@@ -42,3 +42,60 @@ def run_wwts(*args: str, env: dict[str, str] | None = None, cwd: Path | None = N
 def log_dir(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "logs"
     yield path
+
+
+# -- real backends (started by `make test`; a missing one is a failure, not a skip) ----
+
+
+def _backend_url(variable: str, what: str) -> str:
+    url = os.environ.get(variable)
+    if not url:
+        pytest.fail(f"{variable} is not set: run the suite with `make test`, which starts the local {what}")
+    return url
+
+
+@pytest.fixture(scope="session")
+def es_url() -> str:
+    from elasticsearch import Elasticsearch
+
+    url = _backend_url("WWTS_TEST_ES_URL", "Elasticsearch")
+    try:
+        Elasticsearch(url, request_timeout=5).cluster.health(wait_for_status="yellow", timeout="30s")
+    except Exception as exc:  # noqa: BLE001 - any failure here means the backend is missing
+        pytest.fail(f"Elasticsearch at {url} does not answer: {exc}")
+    return url
+
+
+@pytest.fixture(scope="session")
+def es(es_url: str):
+    from elasticsearch import Elasticsearch
+
+    return Elasticsearch(es_url, request_timeout=30)
+
+
+def unique_photos(folder: Path, count: int, data_dir: Path = DATA) -> list[Path]:
+    """Photos with MD5s no other test shares: a sample photo with a few random pixels."""
+    import uuid
+
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    base = np.asarray(Image.open(data_dir / "coffee.png").convert("RGB")).copy()
+    rng = np.random.default_rng(uuid.uuid4().int % 2**32)
+    paths = []
+    for index in range(count):
+        pixels = base.copy()
+        pixels[:4, :4] = rng.integers(0, 256, size=(4, 4, 3), dtype=np.uint8)
+        path = folder / f"photo_{index}.png"
+        Image.fromarray(pixels).save(path)
+        paths.append(path)
+    return paths
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

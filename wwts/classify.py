@@ -14,6 +14,7 @@ from pipeline import inputs as input_paths
 from pipeline.device import DeviceError, resolve
 from pipeline.models import ModelError, create
 from pipeline.runner import Result, Runner
+from telemetry import elastic
 from telemetry.hooks import Thresholds
 from telemetry.session import Telemetry, TelemetryConfig
 from wwts import __version__
@@ -61,6 +62,7 @@ def run_classify(options: ClassifyOptions, settings: Settings, out: TextIO | Non
             enabled=options.telemetry,
             console_level=logging.WARNING if options.as_json else logging.INFO,
             thresholds=Thresholds(settings.latency_alert_ms, settings.gpu_temp_alert_c),
+            es_client_factory=(lambda: elastic.client(settings)) if settings.es_url else None,
         )
     ).start()
     log = telemetry.logger

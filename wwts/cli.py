@@ -116,6 +116,16 @@ def _flatten(facts: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return rows
 
 
+def _register_groups() -> None:
+    from wwts import elk_cli, logs_cli
+
+    app.add_typer(logs_cli.app, name="logs")
+    app.add_typer(elk_cli.app, name="elk")
+
+
+_register_groups()
+
+
 def main() -> None:
     logging.captureWarnings(True)
     app()

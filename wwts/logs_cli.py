@@ -1,0 +1,144 @@
+"""`wwts logs search | ship | prune`: the log index from the terminal."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Annotated, Any
+
+import typer
+
+from wwts.settings import Settings
+
+app = typer.Typer(help="Search, ship and prune the ECS log records.", no_args_is_help=True)
+
+
+def _settings() -> Settings:
+    from wwts.cli import settings_or_exit
+
+    return settings_or_exit()
+
+
+def _client_or_exit(settings: Settings) -> Any:
+    from telemetry import elastic
+
+    if not settings.es_url:
+        typer.echo("wwts: error: WWTS_ES_URL is not set (where is Elasticsearch?)", err=True)
+        raise typer.Exit(2)
+    return elastic.client(settings, timeout=10.0)
+
+
+def _fail(what: str, error: BaseException) -> typer.Exit:
+    from telemetry.shipping import describe_error
+
+    typer.echo(f"wwts: error: {what}: {describe_error(error)}", err=True)
+    return typer.Exit(1)
+
+
+@app.command()
+def search(
+    md5: Annotated[str | None, typer.Option("--md5", help="Image MD5 (file.hash.md5).")] = None,
+    label: Annotated[str | None, typer.Option("--label", help="Chinese label, top-1 or any of the top-k.")] = None,
+    min_latency_ms: Annotated[float | None, typer.Option("--min-latency-ms", help="Total latency at least.")] = None,
+    level: Annotated[str | None, typer.Option("--level", help="info, warning, error, …")] = None,
+    trace_id: Annotated[str | None, typer.Option("--trace-id", help="All records of one trace.")] = None,
+    since: Annotated[str, typer.Option("--since", help="How far back: 30m, 24h, 7d.")] = "24h",
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many, newest first.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="One record (ECS JSON) per line.")] = False,
+) -> None:
+    """Find records the way an incident reviewer does in Kibana."""
+    from telemetry import search as log_search
+
+    query = log_search.LogQuery(md5, label, min_latency_ms, level, trace_id, since, limit)
+    try:
+        log_search.build(query)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    client = _client_or_exit(_settings())
+    try:
+        documents = log_search.run(client, query)
+    except Exception as exc:
+        raise _fail("search failed", exc) from None
+    if as_json:
+        for document in documents:
+            typer.echo(json.dumps(document, ensure_ascii=False))
+        return
+    _print_table(documents)
+
+
+def _print_table(documents: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from telemetry.console import printable
+
+    table = Table(title=f"{len(documents)} record(s), newest first")
+    for column in ("time (UTC)", "level", "dataset", "file", "top-1", "score", "total ms", "trace.id", "message"):
+        table.add_column(column, overflow="fold")
+    for doc in documents:
+        wwts = doc.get("wwts", {})
+        top = wwts.get("top1", {})
+        total = wwts.get("latency_ms", {}).get("total")
+        table.add_row(
+            str(doc.get("@timestamp", ""))[:23].replace("T", " "),
+            str(doc.get("log.level", doc.get("log", {}).get("level", ""))),
+            str(doc.get("event", {}).get("dataset", "")),
+            printable(str(doc.get("file", {}).get("name", ""))),
+            str(top.get("label", "")),
+            f"{top['score']:.4f}" if "score" in top else "",
+            f"{total:.1f}" if isinstance(total, (int, float)) else "",
+            str(doc.get("trace", {}).get("id", "")),
+            printable(str(doc.get("message", "")))[:80],
+        )
+    Console().print(table)
+
+
+@app.command()
+def ship() -> None:
+    """Send every local record not yet in Elasticsearch (safe to repeat: no duplicates)."""
+    from telemetry.shipping import ensure_template, ship_directory
+
+    settings = _settings()
+    client = _client_or_exit(settings)
+    try:
+        ensure_template(client)
+        report = ship_directory(client, settings.log_dir)
+    except Exception as exc:
+        raise _fail("shipping stopped, the rest stays on disk for the next try", exc) from None
+    typer.echo(
+        f"shipped {report.sent} new record(s) from {report.files} file(s) in {settings.log_dir}"
+        f" ({report.already} already there, {report.skipped} unreadable line(s) skipped)"
+    )
+
+
+@app.command()
+def prune(keep_days: Annotated[int, typer.Option("--keep-days", min=1, help="Keep this many days, today included.")] = 7) -> None:
+    """Delete local daily files and Elasticsearch daily indices older than N days."""
+    from telemetry.daily import prune as prune_files
+    from telemetry.daily import utc_today
+    from telemetry.shipping import INDEX_PREFIX
+
+    settings = _settings()
+    removed = prune_files(settings.log_dir, keep_days)
+    typer.echo(f"removed {len(removed)} local file(s) older than {keep_days} day(s) from {settings.log_dir}")
+    for path in removed:
+        typer.echo(f"  {path.name}")
+    if not settings.es_url:
+        return
+    client = _client_or_exit(settings)
+    cutoff = utc_today() - dt.timedelta(days=keep_days - 1)
+    try:
+        names = list(client.indices.get(index=f"{INDEX_PREFIX}*", allow_no_indices=True, expand_wildcards="open,closed"))
+        old = [name for name in names if (day := _index_day(name)) is not None and day < cutoff]
+        for name in sorted(old):
+            client.indices.delete(index=name)
+    except Exception as exc:
+        raise _fail("pruning Elasticsearch failed", exc) from None
+    typer.echo(f"deleted {len(old)} index(es) older than {keep_days} day(s): {', '.join(sorted(old)) or '-'}")
+
+
+def _index_day(name: str) -> dt.date | None:
+    try:
+        return dt.datetime.strptime(name.rsplit("-", 1)[-1], "%Y.%m.%d").date()
+    except ValueError:
+        return None
