@@ -41,6 +41,20 @@ class TelemetryConfig:
     es_client_factory: Callable[[], Any] | None = None
 
 
+class _LastProblem(logging.Handler):
+    """Collects the OpenTelemetry SDK's export complaints (one per retry and batch) so the
+    run ends with one warning instead of a stream of them."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.count = 0
+        self.last: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+        self.last = record.getMessage().splitlines()[0][:300]
+
+
 class Telemetry:
     def __init__(self, config: TelemetryConfig) -> None:
         self.config = config
@@ -50,6 +64,7 @@ class Telemetry:
         self.file_handler: DailyEcsHandler | None = None
         self._console_handler: logging.Handler | None = None
         self.shipper: BackgroundShipper | None = None
+        self._otel_problems = _LastProblem()
 
     def start(self) -> Telemetry:
         config = self.config
@@ -69,6 +84,9 @@ class Telemetry:
         formatter = EcsFormatter(config.service_name, config.service_version)
         self.file_handler = DailyEcsHandler(config.log_dir, formatter)
         self.logger.addHandler(self.file_handler)
+        sdk_logger = logging.getLogger("opentelemetry")
+        sdk_logger.addHandler(self._otel_problems)
+        sdk_logger.propagate = False
         self.provider, _ = make_provider(config.log_dir, config.service_version)
         self.sampler = ResourceSampler().start()
         if config.es_client_factory is not None:
@@ -109,10 +127,12 @@ class Telemetry:
             self.shipper.stop()
         if flusher is not None:
             flusher.join(max(0.0, deadline - time.monotonic()))
-            if flusher.is_alive():
+            if flusher.is_alive() or self._otel_problems.count:
                 self.logger.warning(
-                    "trace export did not finish within %.0f s; unsent spans are dropped", SHUTDOWN_BUDGET_S
+                    "traces were not all exported (%s); inference results are unaffected",
+                    self._otel_problems.last or f"no answer within {SHUTDOWN_BUDGET_S:.0f} s",
                 )
+            logging.getLogger("opentelemetry").removeHandler(self._otel_problems)
         if self.file_handler is not None:
             self.file_handler.close()
             if self.file_handler.failed is not None:

@@ -99,3 +99,18 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def otlp_endpoint() -> str:
+    """The local collector's OTLP/gRPC endpoint (it exports into the test Elasticsearch)."""
+    import socket
+    import urllib.parse
+
+    url = _backend_url("WWTS_TEST_OTLP_ENDPOINT", "OpenTelemetry Collector")
+    parsed = urllib.parse.urlparse(url)
+    try:
+        socket.create_connection((parsed.hostname, parsed.port or 4317), timeout=5).close()
+    except OSError as exc:
+        pytest.fail(f"the collector at {url} does not answer: {exc}")
+    return url

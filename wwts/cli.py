@@ -117,10 +117,11 @@ def _flatten(facts: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def _register_groups() -> None:
-    from wwts import elk_cli, logs_cli
+    from wwts import elk_cli, logs_cli, trace_cli
 
     app.add_typer(logs_cli.app, name="logs")
     app.add_typer(elk_cli.app, name="elk")
+    app.add_typer(trace_cli.app, name="trace")
 
 
 _register_groups()
