@@ -193,7 +193,7 @@ class BackgroundShipper:
         flush: Any,
         *,
         interval_s: float = 1.0,
-        final_budget_s: float = 1.5,
+        final_budget_s: float = 1.2,
         warn: Any = None,
     ) -> None:
         self._client_factory = client_factory

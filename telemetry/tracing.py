@@ -104,7 +104,9 @@ def make_resource(service_version: str) -> Resource:
 
 
 def make_provider(log_dir: Path, service_version: str) -> tuple[TracerProvider, SpanExporter | None]:
-    provider = TracerProvider(resource=make_resource(service_version))
+    # shutdown_on_exit=False: Telemetry.shutdown flushes within its budget; an atexit flush
+    # would wait on a dead collector a second time.
+    provider = TracerProvider(resource=make_resource(service_version), shutdown_on_exit=False)
     exporter = make_exporter(log_dir)
     if exporter is not None:
         provider.add_span_processor(

@@ -114,3 +114,24 @@ def otlp_endpoint() -> str:
     except OSError as exc:
         pytest.fail(f"the collector at {url} does not answer: {exc}")
     return url
+
+
+def run_wwts_tail(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run the CLI and measure the seconds between its last stdout line (the last result)
+    and its exit: the time telemetry adds at the end of a run, free of start-up noise."""
+    import tempfile
+    import time
+
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "WWTS_"))}
+    full_env.update(env or {})
+    with tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen([*WWTS, *args], stdout=subprocess.PIPE, stderr=err, text=True, env=full_env, cwd=ROOT)
+        assert process.stdout is not None
+        lines, last = [], time.monotonic()
+        for line in process.stdout:
+            lines.append(line)
+            last = time.monotonic()
+        code = process.wait(timeout=timeout)
+        tail = time.monotonic() - last
+        err.seek(0)
+        return subprocess.CompletedProcess(process.args, code, "".join(lines), err.read()), tail
