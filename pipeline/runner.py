@@ -19,6 +19,7 @@ import torch
 
 from pipeline import stages
 from pipeline.imaging import DEFAULT_MAX_PIXELS
+from pipeline.inputs import label
 from pipeline.models import LoadedModel
 from pipeline.stages import LoadedImage, Prediction
 
@@ -86,7 +87,7 @@ class Runner:
         self.workers = workers
         self.max_pixels = max_pixels
         self.draft = model.preprocessing.resize if draft else None
-        self.module = model.module.to(device).to(memory_format=torch.channels_last).eval()
+        self.module = inference_module(model.module, device)
 
     def run(self, inputs: Iterable[str | Exception]) -> Iterator[Result]:
         """Yield one `Result` per input, in input order; a failed input never stops the run."""
@@ -116,7 +117,7 @@ class Runner:
                 yield pending.popleft().result()
 
     def _prepare(self, item: str | Exception) -> _Prepared:
-        path = str(item) if isinstance(item, Exception) else item
+        path = label(item)  # shown in results and records; `item` is what gets opened
         request = self.hooks.begin(path)
         result = Result(path=path, ok=False, trace_id=self.hooks.trace_id(request))
         prepared = _Prepared(result, request)
@@ -124,7 +125,7 @@ class Runner:
             if isinstance(item, Exception):
                 raise item
             with self._timed(result, request, "load"):
-                loaded = stages.load(path, max_pixels=self.max_pixels, draft=self.draft)
+                loaded = stages.load(item, max_pixels=self.max_pixels, draft=self.draft)
             self.hooks.loaded(request, loaded)
             with self._timed(result, request, "preprocess"):
                 prepared.tensor = stages.preprocess(loaded.image, self.model.preprocessing)
@@ -157,7 +158,7 @@ class Runner:
         started = time.perf_counter()
         try:
             with stage():
-                logits = stages.forward(self.module, torch.stack([p.tensor for p in ready]), self.device)
+                logits = stages.forward(self.module, self._stack([p.tensor for p in ready]), self.device)
         except Exception as exc:  # e.g. out of memory: the whole batch fails, the run goes on
             for prepared in ready:
                 prepared.result.error = exc
@@ -173,12 +174,30 @@ class Runner:
             except Exception as exc:
                 result.error = exc
 
+    def _stack(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        """One NCHW batch; in page-locked memory when it goes to a GPU, so the copy can
+        run asynchronously (`non_blocking=True` in `stages.forward`)."""
+        batch = torch.stack(tensors)
+        return batch.pin_memory() if self.device.type == "cuda" else batch
+
     @contextmanager
     def _timed(self, result: Result, request: Any, name: str) -> Iterator[None]:
         started = time.perf_counter()
         with self.hooks.stage(request, name):
             yield
         result.latency_ms[name] = _ms(started)
+
+
+def inference_module(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """The module the runner calls: channels_last on `device`, in eval mode.
+
+    A model that offers `fused_for_inference()` (BatchNorm folded into its convolutions)
+    gets that copy; the caller's module is then left untouched.
+    """
+    fuse = getattr(module, "fused_for_inference", None)
+    if callable(fuse):
+        module = fuse()
+    return module.to(device).to(memory_format=torch.channels_last).eval()
 
 
 def _ms(started: float) -> float:

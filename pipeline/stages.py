@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline.imaging import DEFAULT_MAX_PIXELS, decode
+from pipeline.imaging import DEFAULT_MAX_PIXELS, decode, read_file
 from pipeline.models import Preprocessing
 
 
@@ -43,7 +43,7 @@ class Prediction:
 
 def load(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, draft: int | None = None) -> LoadedImage:
     """Read the file once; hash and decode those same bytes."""
-    data = Path(path).read_bytes()
+    data = read_file(path)  # refuses FIFOs and devices; short reasons for missing/unreadable files
     decoded = decode(data, max_pixels=max_pixels, draft=draft)
     return LoadedImage(
         path=str(path),

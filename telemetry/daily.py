@@ -53,10 +53,18 @@ class DailyFiles:
             self._last_flush = time.monotonic()
 
     def close(self) -> None:
-        if self._stream is not None:
-            self._stream.close()
-            self._stream = None
-            self._day = None
+        """Close the stream; a failing final flush (disk full) still raises, but the
+        stream is gone either way."""
+        stream, self._stream, self._day = self._stream, None, None
+        if stream is not None:
+            try:
+                stream.close()
+            except OSError:
+                try:
+                    stream.close()  # the second close releases the descriptor without flushing again
+                except OSError:
+                    pass
+                raise
 
     def _open_for(self, day: dt.date) -> IO[str]:
         if self._stream is not None and self._day == day:

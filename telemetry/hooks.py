@@ -4,6 +4,7 @@ spans, image attributes, resource snapshots, one ECS record per image, and alert
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -135,7 +136,7 @@ class TelemetryHooks(Hooks):
             "device": self.device,
             "latency_ms": result.latency_ms,
         }
-        file: dict[str, Any] = {"path": result.path, "name": result.path.replace("\\", "/").rsplit("/", 1)[-1]}
+        file: dict[str, Any] = {"path": result.path, "name": os.path.basename(result.path)}
         image = result.image
         if image is not None:
             file["size"] = image.bytes

@@ -64,6 +64,7 @@ class Telemetry:
         self.file_handler: DailyEcsHandler | None = None
         self._console_handler: logging.Handler | None = None
         self.shipper: BackgroundShipper | None = None
+        self._exporter: object | None = None
         self._otel_problems = _LastProblem()
 
     def start(self) -> Telemetry:
@@ -87,7 +88,7 @@ class Telemetry:
         sdk_logger = logging.getLogger("opentelemetry")
         sdk_logger.addHandler(self._otel_problems)
         sdk_logger.propagate = False
-        self.provider, _ = make_provider(config.log_dir, config.service_version)
+        self.provider, self._exporter = make_provider(config.log_dir, config.service_version)
         self.sampler = ResourceSampler().start()
         if config.es_client_factory is not None:
             self.shipper = BackgroundShipper(
@@ -134,12 +135,14 @@ class Telemetry:
                 )
             logging.getLogger("opentelemetry").removeHandler(self._otel_problems)
         if self.file_handler is not None:
-            self.file_handler.close()
-            if self.file_handler.failed is not None:
-                self.logger.warning(
-                    "could not write log records to %s: %s", self.config.log_dir, self.file_handler.failed
-                )
             self.logger.removeHandler(self.file_handler)
+            self.file_handler.close()
+            failed = self.file_handler.failed or getattr(self._exporter, "failed", None)
+            if failed is not None:  # console only: the files are what failed
+                self.logger.warning(
+                    "could not write log records and traces to %s (%s); inference was not affected",
+                    self.config.log_dir, failed,
+                )
         if self._console_handler is not None:
             self._console_handler.flush()
             self.logger.removeHandler(self._console_handler)

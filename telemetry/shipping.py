@@ -258,7 +258,9 @@ class BackgroundShipper:
 def describe_error(error: BaseException) -> str:
     """A one-line reason without credentials (the client's messages carry no secrets, but
     URLs could: strip userinfo)."""
-    text = f"{type(error).__name__}: {error}".splitlines()[0]
+    name, detail = type(error).__name__, str(error)
+    # the client's errors already start with their name: AuthenticationException(401, ...)
+    text = (detail if detail.startswith(name) else f"{name}: {detail}").splitlines()[0]
     return _strip_userinfo(text)[:300]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections.abc import Iterable
@@ -19,7 +18,7 @@ from telemetry.hooks import Thresholds
 from telemetry.session import Telemetry, TelemetryConfig
 from wwts import __version__
 from wwts.facts import runtime_facts
-from wwts.results import to_json, to_line
+from wwts.results import json_line, to_line
 from wwts.settings import Settings
 from wwts.signals import GracefulStop
 
@@ -108,7 +107,7 @@ def _emit_results(results: Iterable[Result], options: ClassifyOptions, device: s
         for result in results:
             failed += not result.ok
             if options.as_json:
-                out.write(json.dumps(to_json(result, options.model, device), ensure_ascii=False) + "\n")
+                out.write(json_line(result, options.model, device) + "\n")
             else:
                 out.write(to_line(result) + "\n")
             out.flush()

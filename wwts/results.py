@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pipeline.runner import Result
@@ -14,7 +15,7 @@ def to_json(result: Result, model: str, device: str) -> dict[str, Any]:
         return {
             "path": result.path,
             "ok": False,
-            "error": {"type": type(error).__name__ if error else "Error", "message": str(error) if error else ""},
+            "error": {"type": type(error).__name__ if error else "Error", "message": _text(str(error)) if error else ""},
             "trace_id": result.trace_id,
         }
     image = result.image
@@ -33,6 +34,25 @@ def to_json(result: Result, model: str, device: str) -> dict[str, Any]:
         "device": device,
         "trace_id": result.trace_id,
     }
+
+
+# Characters JSON leaves raw inside strings that line splitters other than "\n" (Python's
+# `str.splitlines`, JavaScript's line terminators) treat as line breaks.
+_LINE_BREAKS = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def json_line(result: Result, model: str, device: str) -> str:
+    """`to_json` as one line of JSON, whatever the file name holds (newlines, escape
+    sequences, U+2028): `json.loads(line)` works on every `splitlines()` piece."""
+    line = json.dumps(to_json(result, model, device), ensure_ascii=False)
+    for raw, escaped in _LINE_BREAKS.items():
+        line = line.replace(raw, escaped)
+    return line
+
+
+def _text(text: str) -> str:
+    """Valid Unicode for JSON output (lone surrogates from undecodable bytes escaped)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8") if not text.isascii() else text
 
 
 def to_line(result: Result) -> str:
