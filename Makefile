@@ -8,8 +8,18 @@ export WWTS_CACHE ?= $(HOME)/.cache/wwts
 export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
 WWTS_ES_PORT ?= 9200
 ES_URL := http://127.0.0.1:$(WWTS_ES_PORT)
+# a second node with security on, for the 401/403 tests (tests/test_es_auth.py)
+WWTS_ES_SECURE_PORT ?= 9210
+WWTS_ES_SECURE_USER ?= wwts-test
+WWTS_ES_SECURE_PASSWORD ?= wwts-test-password
+WWTS_ES_NOPRIV_USER ?= wwts-nopriv
+WWTS_ES_NOPRIV_PASSWORD ?= wwts-nopriv-password
+ES_SECURE_URL := http://127.0.0.1:$(WWTS_ES_SECURE_PORT)
+ES_SECURE_ENV := WWTS_ES_PORT=$(WWTS_ES_SECURE_PORT) WWTS_ES_SECURITY=true \
+	WWTS_ES_SECURE_USER='$(WWTS_ES_SECURE_USER)' WWTS_ES_SECURE_PASSWORD='$(WWTS_ES_SECURE_PASSWORD)' \
+	WWTS_ES_NOPRIV_USER='$(WWTS_ES_NOPRIV_USER)' WWTS_ES_NOPRIV_PASSWORD='$(WWTS_ES_NOPRIV_PASSWORD)'
 
-.PHONY: demo test unit venv es-up es-down otelcol-up otelcol-down bench clean
+.PHONY: demo test unit venv es-up es-down es-secure-up es-secure-down otelcol-up otelcol-down bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +37,11 @@ demo: $(STAMP)
 	@echo "trace:       $$(ls logs/traces-*.jsonl)"
 
 ## test: fresh machine → venv, local Elasticsearch and collector, then the whole suite
-test: $(STAMP) es-up otelcol-up
+test: $(STAMP) es-up es-secure-up otelcol-up
 	WWTS_TEST_ES_URL=$${WWTS_ES_URL:-$(ES_URL)} WWTS_TEST_OTLP_ENDPOINT=$${WWTS_TEST_OTLP_ENDPOINT:-http://127.0.0.1:4317} \
+		WWTS_TEST_ES_SECURE_URL=$${WWTS_TEST_ES_SECURE_URL:-$(ES_SECURE_URL)} \
+		WWTS_TEST_ES_SECURE_USER='$(WWTS_ES_SECURE_USER)' WWTS_TEST_ES_SECURE_PASSWORD='$(WWTS_ES_SECURE_PASSWORD)' \
+		WWTS_TEST_ES_NOPRIV_USER='$(WWTS_ES_NOPRIV_USER)' WWTS_TEST_ES_NOPRIV_PASSWORD='$(WWTS_ES_NOPRIV_PASSWORD)' \
 		$(BIN)/python -m pytest
 
 ## unit: the suite without starting servers (integration tests then fail, by design)
@@ -40,6 +53,13 @@ es-up:
 
 es-down:
 	WWTS_ES_PORT=$(WWTS_ES_PORT) deploy/elk/local/es.sh down
+
+## es-secure-up: the security-on node (file-realm users; see deploy/elk/local/README.md)
+es-secure-up:
+	@if [ -n "$$WWTS_TEST_ES_SECURE_URL" ]; then echo "using WWTS_TEST_ES_SECURE_URL=$$WWTS_TEST_ES_SECURE_URL"; else $(ES_SECURE_ENV) deploy/elk/local/es.sh up; fi
+
+es-secure-down:
+	WWTS_ES_PORT=$(WWTS_ES_SECURE_PORT) deploy/elk/local/es.sh down
 
 otelcol-up:
 	WWTS_ES_URL=$${WWTS_ES_URL:-$(ES_URL)} deploy/elk/local/otelcol.sh up
