@@ -88,7 +88,7 @@ def test_trace_show_prints_all_five(exported) -> None:
 
 
 def test_trace_slow_lists_the_trace(exported) -> None:
-    result = run_wwts("trace", "slow", "--min-ms", "0", "--limit", "500", env=exported["env"])
+    result = run_wwts("trace", "slow", "--min-ms", "0", "--since", "10m", "--limit", "500", env=exported["env"])
     assert result.returncode == 0, result.stderr
     assert exported["output"]["trace_id"] in result.stdout
     none = run_wwts("trace", "slow", "--min-ms", "100000000", env=exported["env"])

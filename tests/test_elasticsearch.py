@@ -24,8 +24,9 @@ def hits(es, query: dict, size: int = 100) -> list[dict]:
     return [hit["_source"] for hit in response["hits"]["hits"]]
 
 
-def ours(documents: list[dict], trace_ids: set[str]) -> list[dict]:
-    return [d for d in documents if d.get("trace", {}).get("id") in trace_ids]
+def ours(es, query: dict, trace_ids: set[str]) -> list[dict]:
+    """The query, limited to this module's traces (other runs share the index)."""
+    return hits(es, {"bool": {"filter": [query, {"terms": {"trace.id": sorted(trace_ids)}}]}})
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def test_by_image_hash(es, shipped) -> None:
     # KQL: file.hash.md5 : "<md5>"
     found = hits(es, {"term": {"file.hash.md5": coffee["md5"]}})
     assert all(d["file"]["hash"]["md5"] == coffee["md5"] for d in found)
-    mine = ours(found, shipped["traces"])
+    mine = ours(es, {"term": {"file.hash.md5": coffee["md5"]}}, shipped["traces"])
     assert [d["trace"]["id"] for d in mine] == [coffee["trace_id"]]
     assert mine[0]["event"]["dataset"] == "wwts.inference"
 
@@ -62,11 +63,11 @@ def test_by_top1_label_in_chinese(es, shipped) -> None:
     chelsea = next(o for o in shipped["objects"] if o["path"].endswith("a_chelsea.png"))
     top1 = chelsea["labels"][0]["label"]
     # KQL: wwts.top1.label : "<label>"
-    found = ours(hits(es, {"term": {"wwts.top1.label": top1}}), shipped["traces"])
+    found = ours(es, {"term": {"wwts.top1.label": top1}}, shipped["traces"])
     assert {d["trace"]["id"] for d in found} == {chelsea["trace_id"]}
     # 虎斑猫 is chelsea's third label: found by "any of the top-k", not by top-1
-    assert not ours(hits(es, {"term": {"wwts.top1.label": "虎斑猫"}}), {chelsea["trace_id"]})
-    any_rank = ours(hits(es, {"term": {"wwts.labels.label": "虎斑猫"}}), shipped["traces"])
+    assert not ours(es, {"term": {"wwts.top1.label": "虎斑猫"}}, {chelsea["trace_id"]})
+    any_rank = ours(es, {"term": {"wwts.labels.label": "虎斑猫"}}, shipped["traces"])
     assert {d["trace"]["id"] for d in any_rank} == {chelsea["trace_id"]}
 
 
@@ -76,7 +77,7 @@ def test_by_latency_range(es, shipped) -> None:
     threshold = (totals[0] + totals[-1]) / 2 if totals[0] != totals[-1] else totals[0] - 0.001
     expected = {o["trace_id"] for o in good if o["latency_ms"]["total"] > threshold}
     # KQL: wwts.latency_ms.total > <threshold>
-    found = ours(hits(es, {"range": {"wwts.latency_ms.total": {"gt": threshold}}}), shipped["traces"])
+    found = ours(es, {"range": {"wwts.latency_ms.total": {"gt": threshold}}}, shipped["traces"])
     assert {d["trace"]["id"] for d in found if d["event"]["dataset"] == "wwts.inference"} == expected
     assert expected
 
@@ -84,7 +85,7 @@ def test_by_latency_range(es, shipped) -> None:
 def test_failures_with_stack_trace(es, shipped) -> None:
     broken = next(o for o in shipped["objects"] if not o["ok"])
     # KQL: event.outcome : "failure"
-    found = ours(hits(es, {"term": {"event.outcome": "failure"}}), shipped["traces"])
+    found = ours(es, {"term": {"event.outcome": "failure"}}, shipped["traces"])
     assert [d["trace"]["id"] for d in found] == [broken["trace_id"]]
     assert found[0]["error"]["stack_trace"] and found[0]["error"]["type"] == broken["error"]["type"]
 
@@ -92,7 +93,7 @@ def test_failures_with_stack_trace(es, shipped) -> None:
 def test_alerts(es, shipped) -> None:
     good = {o["trace_id"] for o in shipped["objects"] if o["ok"]}
     # KQL: event.dataset : "wwts.alert"
-    found = ours(hits(es, {"term": {"event.dataset": "wwts.alert"}}), shipped["traces"])
+    found = ours(es, {"term": {"event.dataset": "wwts.alert"}}, shipped["traces"])
     assert {d["trace"]["id"] for d in found} == good
     assert all(d["log.level"] == "warning" and d["wwts"]["alert"]["threshold"] == 0.0 for d in found)
 
@@ -128,9 +129,12 @@ def test_logs_search_cli_finds_the_same(shipped, es) -> None:
     assert coffee["trace_id"] in {d["trace"]["id"] for d in by_md5}
     assert all(d["file"]["hash"]["md5"] == coffee["md5"] for d in by_md5)
     assert chelsea["trace_id"] in {d["trace"]["id"] for d in search("--label", "虎斑猫")}
-    slow = search("--min-latency-ms", str(coffee["latency_ms"]["total"]))
+    total = coffee["latency_ms"]["total"]
+    slow = search("--min-latency-ms", str(total - 0.01), "--md5", coffee["md5"])
     assert coffee["trace_id"] in {d["trace"]["id"] for d in slow}
-    assert all(d["wwts"]["latency_ms"]["total"] >= coffee["latency_ms"]["total"] for d in slow)
+    assert all(d["wwts"]["latency_ms"]["total"] >= total - 0.01 for d in slow)
+    faster_only = search("--min-latency-ms", str(total + 0.01), "--md5", coffee["md5"], "--since", "5m")
+    assert coffee["trace_id"] not in {d["trace"]["id"] for d in faster_only}
     assert broken["trace_id"] in {d["trace"]["id"] for d in search("--level", "error")}
     trace = search("--trace-id", coffee["trace_id"])
     assert len(trace) == 2

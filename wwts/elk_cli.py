@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from wwts.cli_support import backend_failure, es_client_or_exit, settings_or_exit
 from wwts.settings import Settings
 
 ELK = Path(__file__).resolve().parent.parent / "deploy" / "elk"
@@ -76,23 +77,18 @@ def setup(
     kibana_url: Annotated[str | None, typer.Option("--kibana-url", envvar="KIBANA_URL", help="Kibana base URL.")] = None,
 ) -> None:
     """Install the index templates (and ILM where present); import the Kibana saved objects."""
-    from telemetry.shipping import describe_error
-    from wwts.logs_cli import _client_or_exit, _settings
-
-    settings = _settings()
-    client = _client_or_exit(settings)
+    settings = settings_or_exit()
+    client = es_client_or_exit(settings)
     try:
         for line in install_templates(client):
             typer.echo(f"installed {line}")
     except Exception as exc:
-        typer.echo(f"wwts: error: Elasticsearch setup failed: {describe_error(exc)}", err=True)
-        raise typer.Exit(1) from None
+        raise backend_failure("Elasticsearch setup failed", exc) from None
     if not kibana_url:
         typer.echo("no --kibana-url / KIBANA_URL: Kibana saved objects not imported")
         return
     try:
         result = import_saved_objects(kibana_url, settings)
     except Exception as exc:
-        typer.echo(f"wwts: error: Kibana import failed: {describe_error(exc)}", err=True)
-        raise typer.Exit(1) from None
+        raise backend_failure("Kibana import failed", exc) from None
     typer.echo(f"imported {result.get('successCount', 0)} Kibana saved object(s) from {SAVED_OBJECTS.name}")

@@ -8,31 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
-from wwts.settings import Settings
+from wwts.cli_support import backend_failure, es_client_or_exit, settings_or_exit
 
 app = typer.Typer(help="Search, ship and prune the ECS log records.", no_args_is_help=True)
-
-
-def _settings() -> Settings:
-    from wwts.cli import settings_or_exit
-
-    return settings_or_exit()
-
-
-def _client_or_exit(settings: Settings) -> Any:
-    from telemetry import elastic
-
-    if not settings.es_url:
-        typer.echo("wwts: error: WWTS_ES_URL is not set (where is Elasticsearch?)", err=True)
-        raise typer.Exit(2)
-    return elastic.client(settings, timeout=10.0)
-
-
-def _fail(what: str, error: BaseException) -> typer.Exit:
-    from telemetry.shipping import describe_error
-
-    typer.echo(f"wwts: error: {what}: {describe_error(error)}", err=True)
-    return typer.Exit(1)
 
 
 @app.command()
@@ -54,11 +32,11 @@ def search(
         log_search.build(query)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    client = _client_or_exit(_settings())
+    client = es_client_or_exit()
     try:
         documents = log_search.run(client, query)
     except Exception as exc:
-        raise _fail("search failed", exc) from None
+        raise backend_failure("search failed", exc) from None
     if as_json:
         for document in documents:
             typer.echo(json.dumps(document, ensure_ascii=False))
@@ -98,13 +76,13 @@ def ship() -> None:
     """Send every local record not yet in Elasticsearch (safe to repeat: no duplicates)."""
     from telemetry.shipping import ensure_template, ship_directory
 
-    settings = _settings()
-    client = _client_or_exit(settings)
+    settings = settings_or_exit()
+    client = es_client_or_exit(settings)
     try:
         ensure_template(client)
         report = ship_directory(client, settings.log_dir)
     except Exception as exc:
-        raise _fail("shipping stopped, the rest stays on disk for the next try", exc) from None
+        raise backend_failure("shipping stopped, the rest stays on disk for the next try", exc) from None
     typer.echo(
         f"shipped {report.sent} new record(s) from {report.files} file(s) in {settings.log_dir}"
         f" ({report.already} already there, {report.skipped} unreadable line(s) skipped)"
@@ -118,14 +96,14 @@ def prune(keep_days: Annotated[int, typer.Option("--keep-days", min=1, help="Kee
     from telemetry.daily import utc_today
     from telemetry.shipping import INDEX_PREFIX
 
-    settings = _settings()
+    settings = settings_or_exit()
     removed = prune_files(settings.log_dir, keep_days)
     typer.echo(f"removed {len(removed)} local file(s) older than {keep_days} day(s) from {settings.log_dir}")
     for path in removed:
         typer.echo(f"  {path.name}")
     if not settings.es_url:
         return
-    client = _client_or_exit(settings)
+    client = es_client_or_exit(settings)
     cutoff = utc_today() - dt.timedelta(days=keep_days - 1)
     try:
         names = list(client.indices.get(index=f"{INDEX_PREFIX}*", allow_no_indices=True, expand_wildcards="open,closed"))
@@ -133,7 +111,7 @@ def prune(keep_days: Annotated[int, typer.Option("--keep-days", min=1, help="Kee
         for name in sorted(old):
             client.indices.delete(index=name)
     except Exception as exc:
-        raise _fail("pruning Elasticsearch failed", exc) from None
+        raise backend_failure("pruning Elasticsearch failed", exc) from None
     typer.echo(f"deleted {len(old)} index(es) older than {keep_days} day(s): {', '.join(sorted(old)) or '-'}")
 
 

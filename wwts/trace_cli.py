@@ -6,25 +6,14 @@ from typing import Annotated, Any
 
 import typer
 
+from wwts.cli_support import backend_failure, es_client_or_exit
+
 app = typer.Typer(help="Read traces back from Elasticsearch.", no_args_is_help=True)
 BAR_WIDTH = 40
 KEY_ATTRIBUTES = (
     "image.path", "image.md5", "image.width", "image.height", "image.mode",
     "wwts.top1.label", "wwts.top1.score", "wwts.model.name", "wwts.device", "wwts.batch.size",
 )
-
-
-def _client() -> Any:
-    from wwts.logs_cli import _client_or_exit, _settings
-
-    return _client_or_exit(_settings())
-
-
-def _fail(what: str, error: BaseException) -> typer.Exit:
-    from telemetry.shipping import describe_error
-
-    typer.echo(f"wwts: error: {what}: {describe_error(error)}", err=True)
-    return typer.Exit(1)
 
 
 @app.command()
@@ -34,12 +23,12 @@ def show(trace_id: Annotated[str, typer.Argument(help="32 hex digits, e.g. from 
 
     from telemetry import traces
 
-    client = _client()
+    client = es_client_or_exit()
     try:
         spans = traces.spans_of(client, trace_id)
         records = traces.log_messages(client, trace_id)
     except Exception as exc:
-        raise _fail("reading the trace failed", exc) from None
+        raise backend_failure("reading the trace failed", exc) from None
     if not spans:
         typer.echo(f"wwts: error: no spans for trace {trace_id} in wwts-traces (not exported yet, or too old?)", err=True)
         raise typer.Exit(1)
@@ -119,13 +108,13 @@ def slow(
     from telemetry import traces
     from telemetry.console import printable
 
-    client = _client()
+    client = es_client_or_exit()
     try:
         rows = traces.slow_traces(client, min_ms, since, limit)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     except Exception as exc:
-        raise _fail("reading traces failed", exc) from None
+        raise backend_failure("reading traces failed", exc) from None
     table = Table(title=f"{len(rows)} classify trace(s) ≥ {min_ms:g} ms in the last {since}, slowest first")
     for column in ("trace id", "total ms", "slowest stage", "stage ms", "image", "top-1", "status"):
         table.add_column(column, overflow="fold")
