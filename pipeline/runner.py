@@ -189,14 +189,8 @@ class Runner:
 
 
 def inference_module(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """The module the runner calls: channels_last on `device`, in eval mode.
-
-    A model that offers `fused_for_inference()` (BatchNorm folded into its convolutions)
-    gets that copy; the caller's module is then left untouched.
-    """
-    fuse = getattr(module, "fused_for_inference", None)
-    if callable(fuse):
-        module = fuse()
+    """The module the runner calls: channels_last on `device`, in eval mode (converted in
+    place: a copy would double the memory of a large model)."""
     return module.to(device).to(memory_format=torch.channels_last).eval()
 
 

@@ -20,8 +20,10 @@ def test_registry_lists_both_models_and_refuses_unknown() -> None:
         create("vgg-nonexistent")
 
 
-def test_timm_mapping_reproduces_the_original_implementation_exactly(default_model) -> None:
+def test_timm_mapping_reproduces_the_original_implementation_exactly() -> None:
     from efficientnet_lite_pytorch import EfficientNet
+
+    default_model = create("efficientnet-lite0")  # fresh: the runner converts modules in place
 
     original = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(weights_path())).eval()
     inputs = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
+
+import torch
 
 from pipeline import inputs as input_paths
 from pipeline.device import DeviceError, resolve
@@ -24,7 +27,9 @@ from wwts.signals import GracefulStop
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 SEPARATOR = "=" * 60
-CPU_AUTO_BATCH = 4  # measured on 2 cores with channels_last (see benchmarks/README.md)
+# Measured on 2 cores, channels_last EfficientNet-Lite0 (benchmarks/README.md): batch 2
+# beats 1; 4 and 8 are slower per image (activations outgrow the caches).
+CPU_AUTO_BATCH = 2
 GPU_AUTO_BATCH = 32
 
 
@@ -35,7 +40,7 @@ class ClassifyOptions:
     model: str = "efficientnet-lite0"
     model_dir: Path | None = None
     device: str = "auto"
-    batch_size: int | str = 1
+    batch_size: int | str = "auto"
     recursive: bool = False
     as_json: bool = False
     log_dir: Path = Path("logs")
@@ -45,6 +50,20 @@ class ClassifyOptions:
 
 def auto_batch_size(device_type: str) -> int:
     return GPU_AUTO_BATCH if device_type == "cuda" else CPU_AUTO_BATCH
+
+
+def cpu_threads(workers: int) -> int:
+    """Torch's intra-op threads for a CPU run: the cores the decode workers leave free.
+
+    Decoding runs on `workers` threads beside the forward pass; giving torch every core
+    as well oversubscribes them, and its thread pool then waits at each barrier for a
+    descheduled thread (on 2 cores: 1 torch thread + 1 decode worker is the fastest).
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - max(0, workers))
 
 
 def run_classify(options: ClassifyOptions, settings: Settings, out: TextIO | None = None) -> int:
@@ -80,6 +99,8 @@ def run_classify(options: ClassifyOptions, settings: Settings, out: TextIO | Non
             log.error("model %s: %s", options.model, exc, extra={"event": {"dataset": "wwts.startup"}})
             return EXIT_USAGE
         batch_size = auto_batch_size(device.type) if options.batch_size == "auto" else int(options.batch_size)
+        if device.type == "cpu":
+            torch.set_num_threads(cpu_threads(options.workers))
         runner = Runner(
             model,
             device,
