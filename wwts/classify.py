@@ -20,12 +20,13 @@ from telemetry import elastic
 from telemetry.hooks import Thresholds
 from telemetry.session import Telemetry, TelemetryConfig
 from wwts import __version__
+from wwts.cli_support import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from wwts.facts import runtime_facts
 from wwts.results import json_line, to_line
 from wwts.settings import Settings
 from wwts.signals import GracefulStop
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+PROGRESS_MIN_INPUTS = 10  # a bar for fewer images is noise
 SEPARATOR = "=" * 60
 # Measured on 2 cores, channels_last EfficientNet-Lite0 (benchmarks/README.md): batch 2
 # beats 1; 4 and 8 are slower per image (activations outgrow the caches).
@@ -144,7 +145,7 @@ class _progress:
         self._progress = None
 
     def __enter__(self):  # type: ignore[no-untyped-def]
-        if self.total < 10 or not sys.stderr.isatty():
+        if self.total < PROGRESS_MIN_INPUTS or not sys.stderr.isatty():
             return lambda: None
         from rich.progress import Progress
 

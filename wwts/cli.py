@@ -23,9 +23,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-PROGRESS_MIN_INPUTS = 10
-
-
 def parse_batch_size(value: str) -> int | str:
     if value == "auto":
         return value

@@ -9,7 +9,7 @@ import typer
 
 from wwts.settings import Settings
 
-EXIT_FAILED, EXIT_USAGE = 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2  # the contract's exit codes
 
 
 def fail_usage(message: str) -> typer.Exit:
