@@ -23,6 +23,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
 def parse_batch_size(value: str) -> int | str:
     if value == "auto":
         return value
