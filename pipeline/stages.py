@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -70,9 +71,16 @@ def preprocess(image: Image.Image, spec: Preprocessing) -> torch.Tensor:
     top = int(round((size[1] - spec.crop) / 2.0))
     image = image.crop((left, top, left + spec.crop, top + spec.crop))
     pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
-    mean = torch.tensor(spec.mean, dtype=torch.float32).view(3, 1, 1)
+    offset, scale = _normalisation(spec)
+    return (pixels.float() - offset) * scale
+
+
+@lru_cache(maxsize=8)
+def _normalisation(spec: Preprocessing) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel offset (255·mean) and scale (1/(255·std)), built once per model."""
+    offset = torch.tensor(spec.mean, dtype=torch.float32).view(3, 1, 1) * 255.0
     scale = torch.tensor([1.0 / (255.0 * s) for s in spec.std], dtype=torch.float32).view(3, 1, 1)
-    return (pixels.float() - mean * 255.0) * scale
+    return offset, scale
 
 
 def forward(module: torch.nn.Module, batch: torch.Tensor, device: torch.device) -> torch.Tensor:

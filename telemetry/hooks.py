@@ -96,7 +96,7 @@ class TelemetryHooks(Hooks):
         finally:
             snapshot = self._snapshot()
             if snapshot is not None:
-                span.set_attributes(snapshot.span_attributes())
+                span.set_attributes(snapshot.span_attributes)
             span.end()
 
     def loaded(self, request: Request, image: LoadedImage) -> None:
@@ -143,7 +143,7 @@ class TelemetryHooks(Hooks):
             file["hash"] = {"md5": image.md5}
             wwts["image"] = {"width": image.width, "height": image.height, "mode": image.mode, "format": image.format}
         if snapshot is not None:
-            wwts["resource"] = snapshot.record_fields()
+            wwts["resource"] = snapshot.record_fields
         event: dict[str, Any] = {"dataset": "wwts.inference", "kind": "event", "category": ["process"]}
         if result.ok:
             top = result.predictions[0]

@@ -7,7 +7,7 @@ so the same tools read both.
 The JSON is built straight from the SDK's spans (`to_otlp_json`): going through the
 protobuf messages and `MessageToDict` costs about 1 ms of pure-Python work per span,
 which on a 2-core machine competes with inference for the interpreter and the cores.
-The output is the same document, field for field (tests/test_otlp_json.py compares
+The output is the same document, field for field (tests/test_telemetry_encoding.py compares
 the two); anything the direct encoder does not know falls back to the protobuf path.
 """
 

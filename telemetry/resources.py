@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import psutil
@@ -32,6 +33,11 @@ class Snapshot:
     system_memory_percent: float
     gpus: tuple[GpuReading, ...] = field(default_factory=tuple)
 
+    # Both views are derived once per snapshot (every sampler interval), not once per span
+    # or record: a snapshot is read by four stage spans and a record per image. Callers
+    # must not mutate them (the SDK copies attributes; the formatter only reads).
+
+    @cached_property
     def span_attributes(self) -> dict[str, Any]:
         """Semantic-convention names where they exist, `wwts.resource.*` otherwise."""
         attributes: dict[str, Any] = {
@@ -51,6 +57,7 @@ class Snapshot:
                 attributes[prefix + "temperature_c"] = gpu.temperature_c
         return attributes
 
+    @cached_property
     def record_fields(self) -> dict[str, Any]:
         """The same figures as ECS-document fields under `wwts.resource`."""
         return {

@@ -40,3 +40,15 @@ def es_client_or_exit(settings: Settings | None = None) -> Any:
     if not settings.es_url:
         raise fail_usage("WWTS_ES_URL is not set (where is Elasticsearch?)")
     return elastic.client(settings, timeout=10.0)
+
+
+PIPED_WIDTH = 200
+
+
+def table_console() -> Any:
+    """A rich console for the wide tables: the terminal's width, or PIPED_WIDTH when piped
+    (rich's 80-column default folds trace ids and paths into unreadable stacks)."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=PIPED_WIDTH)

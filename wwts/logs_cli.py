@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from wwts.cli_support import backend_failure, es_client_or_exit, settings_or_exit
+from wwts.cli_support import backend_failure, es_client_or_exit, settings_or_exit, table_console
 
 app = typer.Typer(help="Search, ship and prune the ECS log records.", no_args_is_help=True)
 
@@ -45,7 +45,6 @@ def search(
 
 
 def _print_table(documents: list[dict[str, Any]]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from telemetry.console import printable
@@ -68,7 +67,7 @@ def _print_table(documents: list[dict[str, Any]]) -> None:
             str(doc.get("trace", {}).get("id", "")),
             printable(str(doc.get("message", "")))[:80],
         )
-    Console().print(table)
+    table_console().print(table)
 
 
 @app.command()

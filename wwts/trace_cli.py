@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from wwts.cli_support import backend_failure, es_client_or_exit
+from wwts.cli_support import backend_failure, es_client_or_exit, table_console
 
 app = typer.Typer(help="Read traces back from Elasticsearch.", no_args_is_help=True)
 BAR_WIDTH = 40
@@ -19,7 +19,6 @@ KEY_ATTRIBUTES = (
 @app.command()
 def show(trace_id: Annotated[str, typer.Argument(help="32 hex digits, e.g. from `classify --json` or a log record.")]) -> None:
     """The trace as a waterfall: span tree, offsets, durations, status, key attributes."""
-    from rich.console import Console
 
     from telemetry import traces
 
@@ -32,10 +31,7 @@ def show(trace_id: Annotated[str, typer.Argument(help="32 hex digits, e.g. from 
     if not spans:
         typer.echo(f"wwts: error: no spans for trace {trace_id} in wwts-traces (not exported yet, or too old?)", err=True)
         raise typer.Exit(1)
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=160)  # piped: wide enough for names, bars and attributes
-    console.print(render_waterfall(traces.tree(spans), spans, records, trace_id))
+    table_console().print(render_waterfall(traces.tree(spans), spans, records, trace_id))
 
 
 def render_waterfall(roots: list[Any], spans: list[Any], records: list[dict[str, Any]], trace_id: str) -> Any:
@@ -102,7 +98,6 @@ def slow(
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 20,
 ) -> None:
     """The slowest recent classify traces, each with its slowest stage and image."""
-    from rich.console import Console
     from rich.table import Table
 
     from telemetry import traces
@@ -128,4 +123,4 @@ def slow(
             str(root.attributes.get("wwts.top1.label", "-")),
             root.status,
         )
-    Console(width=200).print(table)
+    table_console().print(table)
