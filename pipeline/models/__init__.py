@@ -1,7 +1,9 @@
 """A registry of classification models, one file per family (the timm way).
 
-A model file registers a builder; the builder returns a `LoadedModel` on the CPU with
-its labels and its preprocessing, so the stages need nothing else to run it.
+A model file registers a builder and its preprocessing; the builder returns a
+`LoadedModel` on the CPU with its labels, so the stages need nothing else to run it.
+The preprocessing is known without building (or importing timm and torch), which lets
+`wwts classify` start decoding images while the model is still being built.
 """
 
 from __future__ import annotations
@@ -38,11 +40,15 @@ class LoadedModel:
     module: torch.nn.Module
     labels: list[str]
     preprocessing: Preprocessing
+    # True where tests prove that every Conv2d directly followed by a BatchNorm2d in its
+    # parent's module order feeds that BatchNorm (pipeline/inference.py folds them).
+    foldable_batchnorm: bool = False
 
 
 Builder = Callable[[Path | None], LoadedModel]
 
 _BUILDERS: dict[str, Builder] = {}
+_PREPROCESSING: dict[str, Preprocessing] = {}
 # name -> module that registers it; imported only when asked for, so `wwts info` stays fast.
 _FAMILIES = {
     "efficientnet-lite0": "pipeline.models.efficientnet_lite0",
@@ -50,9 +56,10 @@ _FAMILIES = {
 }
 
 
-def register(name: str) -> Callable[[Builder], Builder]:
+def register(name: str, preprocessing: Preprocessing) -> Callable[[Builder], Builder]:
     def wrap(builder: Builder) -> Builder:
         _BUILDERS[name] = builder
+        _PREPROCESSING[name] = preprocessing
         return builder
 
     return wrap
@@ -62,12 +69,22 @@ def names() -> list[str]:
     return sorted(_FAMILIES)
 
 
-def create(name: str, model_dir: Path | None = None) -> LoadedModel:
-    """Build a registered model on the CPU, in eval mode."""
+def _family(name: str) -> None:
     if name not in _FAMILIES:
         raise ModelError(f"unknown model {name!r}; choose one of: {', '.join(names())}")
     if name not in _BUILDERS:
-        importlib.import_module(_FAMILIES[name])
+        importlib.import_module(_FAMILIES[name])  # model files import timm/torch only to build
+
+
+def preprocessing(name: str) -> Preprocessing:
+    """How the model wants its input, without building the model."""
+    _family(name)
+    return _PREPROCESSING[name]
+
+
+def create(name: str, model_dir: Path | None = None) -> LoadedModel:
+    """Build a registered model on the CPU, in eval mode."""
+    _family(name)
     model = _BUILDERS[name](model_dir)
     model.module.eval()
     return model

