@@ -168,14 +168,12 @@ def _file_kind(mode: int) -> str:
 def decode(
     data: bytes,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-    draft: int | None = None,
     max_aspect_ratio: float = MAX_ASPECT_RATIO,
 ) -> Decoded:
     """Decode the first frame, apply EXIF orientation, convert to RGB.
 
     The pixel count and aspect ratio are checked from the header, before any pixel is
-    decoded. `draft` lets a JPEG decode at a reduced DCT scale whose shorter side stays
-    >= draft; width and height always report the full, upright size.
+    decoded. (JPEG draft decoding was measured and left out: benchmarks/README.md.)
     """
     if not data:
         raise ImageRejected("empty file")
@@ -195,8 +193,6 @@ def decode(
         width, height = image.size
         _check_header(width, height, max_pixels, max_aspect_ratio)
         source_mode = image.mode
-        if draft and source_format == "JPEG" and min(width, height) >= 2 * draft:
-            image.draft("RGB", (draft, draft))
         image.load()
     except (ImageRejected, MemoryError):
         raise

@@ -139,10 +139,10 @@ def time_limit(seconds: int) -> Iterator[None]:
 
 def check_decoded(decoded: Decoded) -> None:
     assert decoded.image.mode == "RGB"
-    assert decoded.image.size == (decoded.width, decoded.height)  # upright, no draft here
+    assert decoded.image.size == (decoded.width, decoded.height)  # upright
     assert 0 < decoded.width * decoded.height <= MAX_PIXELS
-    tensor = stages.preprocess(decoded.image, PREPROCESSING)  # the model can take it
-    assert tuple(tensor.shape) == (3, PREPROCESSING.crop, PREPROCESSING.crop)
+    pixels = stages.preprocess(decoded.image, PREPROCESSING)  # the model can take it
+    assert pixels.shape == (PREPROCESSING.crop, PREPROCESSING.crop, 3) and pixels.dtype == np.uint8
 
 
 def check_clean(error: BaseException) -> None:

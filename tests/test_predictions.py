@@ -24,8 +24,9 @@ TOLERANCE = 0.02
 @pytest.mark.parametrize("name", sorted(REFERENCE))
 def test_reference_predictions(name: str, data_dir, default_model) -> None:
     loaded = stages.load(data_dir / name)
-    tensor = stages.preprocess(loaded.image, default_model.preprocessing)
-    logits = stages.forward(default_model.module, tensor.unsqueeze(0), torch.device("cpu"))
+    spec = default_model.preprocessing
+    batch = stages.to_batch([stages.preprocess(loaded.image, spec)], spec)
+    logits = stages.forward(default_model.module, batch, torch.device("cpu"))
     top = stages.postprocess(logits[0], default_model.labels, 3)
     for prediction, (ids, probability) in zip(top, REFERENCE[name], strict=True):
         assert prediction.class_id in ids, (name, top)
@@ -36,8 +37,9 @@ def test_reference_predictions(name: str, data_dir, default_model) -> None:
 
 def test_chelsea_top3_names_the_cats_in_chinese(data_dir, default_model) -> None:
     loaded = stages.load(data_dir / "chelsea.png")
+    spec = default_model.preprocessing
     logits = stages.forward(
-        default_model.module, stages.preprocess(loaded.image, default_model.preprocessing).unsqueeze(0), torch.device("cpu")
+        default_model.module, stages.to_batch([stages.preprocess(loaded.image, spec)], spec), torch.device("cpu")
     )
     labels = {p.label for p in stages.postprocess(logits[0], default_model.labels, 3)}
     assert {"虎斑猫", "埃及猫"} <= labels
