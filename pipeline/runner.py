@@ -1,29 +1,39 @@
 """Drive the four stages over many inputs: prefetching, batching, one result per input.
 
-Decoding and preprocessing run ahead on worker threads (Pillow and torch release the
-GIL) while the calling thread runs the forward pass, so the CPU cores stay busy.
+`Prefetcher` loads and preprocesses on worker threads (Pillow releases the GIL while
+it decodes and resamples), up to `ahead` images in advance, from the moment it is
+started. It needs neither torch nor the model, so `wwts classify` starts it before it
+imports torch and builds the model: on a 2-core machine that start-up (~6 s) is long
+enough to decode a few hundred photos. `Runner` then runs forward per batch and
+postprocess per image on the calling thread.
+
 Instrumentation plugs in through `Hooks`; the runner itself never imports telemetry.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from pipeline import stages
 from pipeline.imaging import DEFAULT_MAX_PIXELS
 from pipeline.inputs import label
-from pipeline.models import LoadedModel
+from pipeline.models import LoadedModel, Preprocessing
 from pipeline.stages import LoadedImage, Prediction
 
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
 STAGES = ("load", "preprocess", "forward", "postprocess")
+# Images decoded ahead of the model: 256 crops of 224x224x3 uint8 are ~38 MB.
+DEFAULT_AHEAD = 256
 
 
 @dataclass
@@ -43,6 +53,9 @@ class Hooks:
     def begin(self, path: str) -> Any:
         return None
 
+    def set_device(self, device: str) -> None:
+        """The device is known only once torch is imported, after loading has begun."""
+
     def stage(self, request: Any, name: str) -> AbstractContextManager[None]:
         return nullcontext()
 
@@ -55,15 +68,123 @@ class Hooks:
     def finish(self, request: Any, result: Result) -> None:
         pass
 
+    def cancel(self, request: Any) -> None:
+        """The run stopped (a signal) after this input was loaded, before its forward pass."""
+
     def trace_id(self, request: Any) -> str | None:
         return None
 
 
 @dataclass
-class _Prepared:
+class Prepared:
     result: Result
     request: Any
-    tensor: torch.Tensor | None = None
+    pixels: np.ndarray | None = None
+
+
+class Prefetcher:
+    """Load and preprocess inputs ahead of the model, in input order.
+
+    `start()` submits the first `ahead` inputs at once; each image taken from the
+    iterator lets one more in. `workers=0` prepares each input when it is asked for
+    (no threads). `close()` (or leaving the `with` block) cancels what has not started
+    and tells the hooks about images that were prepared but never classified.
+    """
+
+    def __init__(
+        self,
+        inputs: Iterable[str | Exception],
+        preprocessing: Preprocessing,
+        hooks: Hooks | None = None,
+        *,
+        workers: int = 1,
+        ahead: int = DEFAULT_AHEAD,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        self._inputs = iter(inputs)
+        self.preprocessing = preprocessing
+        self.hooks = hooks or Hooks()
+        self.ahead = max(1, ahead)
+        self.max_pixels = max_pixels
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="wwts-load") if workers > 0 else None
+        self._pending: deque[Future[Prepared]] = deque()
+        self._exhausted = False
+
+    def start(self) -> Prefetcher:
+        if self._pool is not None:
+            self._fill()
+        return self
+
+    def __enter__(self) -> Prefetcher:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[Prepared]:
+        if self._pool is None:
+            for item in self._inputs:
+                yield self._prepare(item)
+            self._exhausted = True
+            return
+        while True:
+            self._fill()
+            if not self._pending:
+                return
+            yield self._pending.popleft().result()
+
+    @property
+    def decoding_done(self) -> bool:
+        """Every input has been loaded and preprocessed: the workers have nothing left."""
+        return self._exhausted and all(future.done() for future in self._pending)
+
+    def close(self) -> None:
+        for future in self._pending:
+            future.cancel()
+        for future in self._pending:
+            if not future.cancelled():
+                self.hooks.cancel(future.result().request)
+        self._pending.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def _fill(self) -> None:
+        assert self._pool is not None
+        while not self._exhausted and len(self._pending) < self.ahead:
+            try:
+                item = next(self._inputs)
+            except StopIteration:
+                self._exhausted = True
+                return
+            self._pending.append(self._pool.submit(self._prepare, item))
+
+    def _prepare(self, item: str | Exception) -> Prepared:
+        path = label(item)  # shown in results and records; `item` is what gets opened
+        request = self.hooks.begin(path)
+        result = Result(path=path, ok=False, trace_id=self.hooks.trace_id(request))
+        prepared = Prepared(result, request)
+        try:
+            if isinstance(item, Exception):
+                raise item
+            with timed(self.hooks, result, request, "load"):
+                loaded = stages.load(item, max_pixels=self.max_pixels)
+            self.hooks.loaded(request, loaded)
+            with timed(self.hooks, result, request, "preprocess"):
+                prepared.pixels = stages.preprocess(loaded.image, self.preprocessing)
+            result.image = replace(loaded, image=None)
+        except Exception as exc:  # one bad input must not stop the others
+            result.error = exc
+        return prepared
+
+
+@dataclass(frozen=True)
+class CpuThreads:
+    """Torch's intra-op threads on a CPU: `while_decoding` leaves cores to the load
+    workers (more threads than cores makes torch's pool wait at every barrier for a
+    descheduled thread); once every input is decoded the model gets `after_decoding`."""
+
+    while_decoding: int
+    after_decoding: int
 
 
 class Runner:
@@ -77,8 +198,10 @@ class Runner:
         hooks: Hooks | None = None,
         workers: int = 1,
         max_pixels: int = DEFAULT_MAX_PIXELS,
-        draft: bool = False,
+        cpu_threads: CpuThreads | None = None,
     ) -> None:
+        from pipeline.inference import inference_module
+
         self.model = model
         self.device = device
         self.top_k = top_k
@@ -86,58 +209,56 @@ class Runner:
         self.hooks = hooks or Hooks()
         self.workers = workers
         self.max_pixels = max_pixels
-        self.draft = model.preprocessing.resize if draft else None
-        self.module = inference_module(model.module, device)
+        self.cpu_threads = cpu_threads if device.type == "cpu" else None
+        self.module = inference_module(model, device)
+
+    def prefetcher(self, inputs: Iterable[str | Exception]) -> Prefetcher:
+        return Prefetcher(
+            inputs, self.model.preprocessing, self.hooks, workers=self.workers, max_pixels=self.max_pixels
+        )
 
     def run(self, inputs: Iterable[str | Exception]) -> Iterator[Result]:
         """Yield one `Result` per input, in input order; a failed input never stops the run."""
-        batch: list[_Prepared] = []
-        for prepared in self._prefetch(inputs):
-            batch.append(prepared)
+        with self.prefetcher(inputs) as prefetch:
+            yield from self.complete(prefetch, prefetch)
+
+    def complete(self, prepared: Iterable[Prepared], prefetch: Prefetcher | None = None) -> Iterator[Result]:
+        """Forward and postprocess already prepared inputs (`prefetch`, when given, says
+        when decoding is over, for `cpu_threads`)."""
+        widen = self._thread_plan(prefetch)
+        batch: list[Prepared] = []
+        for item in prepared:
+            batch.append(item)
             if len(batch) == self.batch_size:
+                widen()
                 yield from self._complete(batch)
                 batch = []
         if batch:
             yield from self._complete(batch)
 
-    # -- load and preprocess, ahead of the forward pass -------------------------------
+    def _thread_plan(self, prefetch: Prefetcher | None) -> Callable[[], None]:
+        plan = self.cpu_threads
+        if plan is None:
+            return lambda: None
+        import torch
 
-    def _prefetch(self, inputs: Iterable[str | Exception]) -> Iterator[_Prepared]:
-        if self.workers <= 0:
-            yield from map(self._prepare, inputs)
-            return
-        ahead = max(2 * self.batch_size, 2 * self.workers)
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="wwts-load") as pool:
-            pending: deque[Future[_Prepared]] = deque()
-            for item in inputs:
-                pending.append(pool.submit(self._prepare, item))
-                if len(pending) >= ahead:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
+        torch.set_num_threads(plan.while_decoding)
+        if prefetch is None or plan.after_decoding == plan.while_decoding:
+            return lambda: None
+        widened = False
 
-    def _prepare(self, item: str | Exception) -> _Prepared:
-        path = label(item)  # shown in results and records; `item` is what gets opened
-        request = self.hooks.begin(path)
-        result = Result(path=path, ok=False, trace_id=self.hooks.trace_id(request))
-        prepared = _Prepared(result, request)
-        try:
-            if isinstance(item, Exception):
-                raise item
-            with self._timed(result, request, "load"):
-                loaded = stages.load(item, max_pixels=self.max_pixels, draft=self.draft)
-            self.hooks.loaded(request, loaded)
-            with self._timed(result, request, "preprocess"):
-                prepared.tensor = stages.preprocess(loaded.image, self.model.preprocessing)
-            result.image = replace(loaded, image=None)
-        except Exception as exc:  # one bad input must not stop the others
-            result.error = exc
-        return prepared
+        def widen() -> None:
+            nonlocal widened
+            if not widened and prefetch.decoding_done:
+                torch.set_num_threads(plan.after_decoding)
+                widened = True
+
+        return widen
 
     # -- forward per batch, postprocess per image --------------------------------------
 
-    def _complete(self, batch: list[_Prepared]) -> Iterator[Result]:
-        ready = [p for p in batch if p.result.error is None and p.tensor is not None]
+    def _complete(self, batch: list[Prepared]) -> Iterator[Result]:
+        ready = [p for p in batch if p.result.error is None and p.pixels is not None]
         if ready:
             self._forward(ready)
         for prepared in batch:
@@ -148,7 +269,7 @@ class Runner:
             self.hooks.finish(prepared.request, result)
             yield result
 
-    def _forward(self, ready: list[_Prepared]) -> None:
+    def _forward(self, ready: list[Prepared]) -> None:
         requests = [p.request for p in ready]
         stage: Callable[[], AbstractContextManager[None]]
         if len(ready) == 1:
@@ -158,40 +279,43 @@ class Runner:
         started = time.perf_counter()
         try:
             with stage():
-                logits = stages.forward(self.module, self._stack([p.tensor for p in ready]), self.device)
+                batch = self._batch([p.pixels for p in ready])  # type: ignore[misc]
+                logits = stages.forward(self.module, batch, self.device)
         except Exception as exc:  # e.g. out of memory: the whole batch fails, the run goes on
             for prepared in ready:
                 prepared.result.error = exc
             return
         elapsed = _ms(started)
         for row, prepared in zip(logits, ready, strict=True):
-            prepared.tensor = None
+            prepared.pixels = None
             result = prepared.result
             result.latency_ms["forward"] = elapsed
             try:
-                with self._timed(result, prepared.request, "postprocess"):
+                with timed(self.hooks, result, prepared.request, "postprocess"):
                     result.predictions = stages.postprocess(row, self.model.labels, self.top_k)
             except Exception as exc:
                 result.error = exc
 
-    def _stack(self, tensors: list[torch.Tensor]) -> torch.Tensor:
-        """One NCHW batch; in page-locked memory when it goes to a GPU, so the copy can
-        run asynchronously (`non_blocking=True` in `stages.forward`)."""
-        batch = torch.stack(tensors)
+    def _batch(self, pixels: list[np.ndarray]) -> torch.Tensor:
+        """The normalised batch; in page-locked memory when it goes to a GPU, so the copy
+        can run asynchronously (`non_blocking=True` in `stages.forward`)."""
+        batch = stages.to_batch(pixels, self.model.preprocessing)
         return batch.pin_memory() if self.device.type == "cuda" else batch
 
-    @contextmanager
-    def _timed(self, result: Result, request: Any, name: str) -> Iterator[None]:
-        started = time.perf_counter()
-        with self.hooks.stage(request, name):
-            yield
-        result.latency_ms[name] = _ms(started)
+
+@contextmanager
+def timed(hooks: Hooks, result: Result, request: Any, name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    with hooks.stage(request, name):
+        yield
+    result.latency_ms[name] = _ms(started)
 
 
-def inference_module(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """The module the runner calls: channels_last on `device`, in eval mode (converted in
-    place: a copy would double the memory of a large model)."""
-    return module.to(device).to(memory_format=torch.channels_last).eval()
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def _ms(started: float) -> float:

@@ -40,16 +40,19 @@ class TelemetryHooks(Hooks):
         logger: logging.Logger,
         *,
         model_name: str,
-        device: str,
+        device: str | None = None,
         sampler: ResourceSampler | None = None,
         thresholds: Thresholds = Thresholds(),
     ) -> None:
         self.tracer = tracer
         self.logger = logger
         self.model_name = model_name
-        self.device = device
+        self.device = device or "unknown"
         self.sampler = sampler
         self.thresholds = thresholds
+
+    def set_device(self, device: str) -> None:
+        self.device = device
 
     def _snapshot(self) -> Snapshot | None:
         return self.sampler.latest if self.sampler is not None else None
@@ -58,7 +61,7 @@ class TelemetryHooks(Hooks):
         span = self.tracer.start_span(
             CLASSIFY_SPAN,
             context=trace.set_span_in_context(trace.INVALID_SPAN),  # always a new trace
-            attributes={"image.path": path, "wwts.model.name": self.model_name, "wwts.device": self.device},
+            attributes={"image.path": path, "wwts.model.name": self.model_name},
         )
         return Request(span, time.time_ns())
 
@@ -113,6 +116,7 @@ class TelemetryHooks(Hooks):
 
     def finish(self, request: Request, result: Result) -> None:
         span = request.span
+        span.set_attribute("wwts.device", self.device)  # known by now; not yet at `begin`
         if result.ok and result.predictions:
             top = result.predictions[0]
             span.set_attributes(
@@ -127,6 +131,13 @@ class TelemetryHooks(Hooks):
         if result.ok:
             self._alerts(request, result, snapshot)
         span.end()
+
+    def cancel(self, request: Request) -> None:
+        """Loaded and preprocessed, then the run was stopped: the span ends, marked, and
+        no inference record is written (the image has no result)."""
+        request.span.set_attribute("wwts.cancelled", True)
+        request.span.add_event("wwts.cancelled", {"reason": "the run was stopped before this image's forward pass"})
+        request.span.end()
 
     # -- records -------------------------------------------------------------------
 

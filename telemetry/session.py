@@ -102,7 +102,8 @@ class Telemetry:
             return trace.NoOpTracer()
         return self.provider.get_tracer("wwts", self.config.service_version)
 
-    def hooks(self, model_name: str, device: str) -> Hooks:
+    def hooks(self, model_name: str, device: str | None = None) -> Hooks:
+        """Span and record hooks; `device` may follow later (`Hooks.set_device`)."""
         if not self.config.enabled:
             return Hooks()
         return TelemetryHooks(

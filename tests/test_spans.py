@@ -108,3 +108,18 @@ def test_latency_alert_adds_a_span_event(traced, data_dir: Path) -> None:
     event = next(e for e in root.events if e.name == "wwts.alert")
     assert event.attributes["wwts.alert.metric"] == "latency_ms"
     assert event.attributes["wwts.alert.threshold"] == 0.0
+
+
+def test_images_loaded_but_never_classified_end_as_cancelled(traced, data_dir: Path) -> None:
+    """A stopped run (SIGINT/SIGTERM) leaves images that were decoded ahead: their spans
+    still end, marked, instead of vanishing from the trace store."""
+    make, exporter = traced
+    results = make().run([str(data_dir / "coffee.png")] * 4)
+    first = next(results)
+    results.close()  # what the CLI does when a signal arrives
+    roots = [s for s in exporter.get_finished_spans() if s.name == "wwts.classify"]
+    assert len(roots) == 4
+    cancelled = [s for s in roots if s.attributes.get("wwts.cancelled")]
+    assert len(cancelled) == 3 and all(e.name == "wwts.cancelled" for s in cancelled for e in s.events)
+    done = next(s for s in roots if not s.attributes.get("wwts.cancelled"))
+    assert format(done.context.trace_id, "032x") == first.trace_id and first.ok

@@ -174,13 +174,10 @@ class InProcess:
     ) -> None:
         from pipeline.device import resolve
         from pipeline.models import DEFAULT_MODEL, create
-        import torch
 
-        from wwts.classify import auto_batch_size, cpu_threads
+        from wwts.classify import auto_batch_size
 
         self.device = resolve(device)
-        if self.device.type == "cpu":
-            torch.set_num_threads(cpu_threads(workers))  # as `wwts classify` does
         self.model = create(DEFAULT_MODEL)
         self.batch_size = auto_batch_size(self.device.type) if batch_size == "auto" else int(batch_size)
         self.workers = workers
@@ -193,6 +190,7 @@ class InProcess:
         from pipeline.runner import Runner
         from telemetry.session import Telemetry, TelemetryConfig
         from wwts import __version__
+        from wwts.classify import cpu_threads
 
         gc.collect()
         started = time.perf_counter()
@@ -207,6 +205,7 @@ class InProcess:
             runner = Runner(
                 self.model, self.device, batch_size=self.batch_size, workers=self.workers,
                 hooks=telemetry.hooks(self.model.name, str(self.device)),
+                cpu_threads=cpu_threads(self.workers),  # as `wwts classify` does
             )
             for index, result in enumerate(runner.run(images)):
                 if not result.ok:

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-import torch
-
 from pipeline import inputs as input_paths
-from pipeline.device import DeviceError, resolve
-from pipeline.models import ModelError, create
-from pipeline.runner import Result, Runner
+from pipeline.device import DeviceError
+from pipeline.device import check as check_device
+from pipeline.device import resolve as resolve_device
+from pipeline.models import ModelError, create, preprocessing
+from pipeline.runner import CpuThreads, Hooks, Prefetcher, Result, Runner, available_cores
 from telemetry import elastic
 from telemetry.hooks import Thresholds
 from telemetry.session import Telemetry, TelemetryConfig
@@ -28,9 +27,9 @@ from wwts.signals import GracefulStop
 
 PROGRESS_MIN_INPUTS = 10  # a bar for fewer images is noise
 SEPARATOR = "=" * 60
-# Measured on 2 cores, channels_last EfficientNet-Lite0 (benchmarks/README.md): batch 2
-# beats 1; 4 and 8 are slower per image (activations outgrow the caches).
-CPU_AUTO_BATCH = 2
+# Measured on 2 cores, EfficientNet-Lite0 with BatchNorm folded, channels_last
+# (benchmarks/README.md): batch 4 beats 2 by ~30 % per image; 8 is no better.
+CPU_AUTO_BATCH = 4
 GPU_AUTO_BATCH = 32
 
 
@@ -53,24 +52,19 @@ def auto_batch_size(device_type: str) -> int:
     return GPU_AUTO_BATCH if device_type == "cuda" else CPU_AUTO_BATCH
 
 
-def cpu_threads(workers: int) -> int:
-    """Torch's intra-op threads for a CPU run: the cores the decode workers leave free.
-
-    Decoding runs on `workers` threads beside the forward pass; giving torch every core
-    as well oversubscribes them, and its thread pool then waits at each barrier for a
-    descheduled thread (on 2 cores: 1 torch thread + 1 decode worker is the fastest).
-    """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores - max(0, workers))
+def cpu_threads(workers: int) -> CpuThreads:
+    """Torch's intra-op threads for a CPU run: the cores the load workers leave free
+    while they decode, every core once they are done (on 2 cores: 1, then 2)."""
+    cores = available_cores()
+    return CpuThreads(while_decoding=max(1, cores - max(0, workers)), after_decoding=cores)
 
 
 def run_classify(options: ClassifyOptions, settings: Settings, out: TextIO | None = None) -> int:
+    """Decoding starts first, on a worker thread, and runs while this thread imports
+    torch and builds the model (seconds on a small CPU): see `pipeline.runner`."""
     out = out or sys.stdout
     try:
-        device = resolve(options.device)
+        check_device(options.device)
     except DeviceError as exc:
         print(f"wwts: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -86,41 +80,62 @@ def run_classify(options: ClassifyOptions, settings: Settings, out: TextIO | Non
     ).start()
     log = telemetry.logger
     try:
-        facts = runtime_facts(str(device))
-        facts["model"] = options.model
-        log.info(
-            "Python %s | torch %s | CUDA available: %s | GPU: %s | model: %s | device: %s",
-            facts["python"], facts["torch"], facts["cuda_available"], ", ".join(facts["gpu"]) or "none",
-            options.model, device,
-            extra={"event": {"dataset": "wwts.startup", "kind": "event"}, "wwts": {"startup": facts}},
-        )
         try:
-            model = create(options.model, options.model_dir)
+            spec = preprocessing(options.model)
         except ModelError as exc:
             log.error("model %s: %s", options.model, exc, extra={"event": {"dataset": "wwts.startup"}})
             return EXIT_USAGE
-        batch_size = auto_batch_size(device.type) if options.batch_size == "auto" else int(options.batch_size)
-        if device.type == "cpu":
-            torch.set_num_threads(cpu_threads(options.workers))
-        runner = Runner(
-            model,
-            device,
-            top_k=options.top_k,
-            batch_size=batch_size,
-            hooks=telemetry.hooks(options.model, str(device)),
-            workers=options.workers,
-            max_pixels=settings.max_image_pixels,
-        )
+        hooks = telemetry.hooks(options.model)
         items = list(input_paths.expand(options.paths, recursive=options.recursive))
-        with GracefulStop() as stop:
-            failed = _emit_results(runner.run(stop.until_stopped(items)), options, str(device), len(items), out)
+        prefetch = Prefetcher(items, spec, hooks, workers=options.workers, max_pixels=settings.max_image_pixels)
+        with prefetch, GracefulStop() as stop:
+            code = _classify(options, prefetch, hooks, log, stop, out, len(items))
         if stop.exit_code is not None:
             log.warning("stopped by signal %d; in-flight images completed", stop.signum)
             return stop.exit_code
-        return EXIT_FAILED if failed else EXIT_OK
+        return code
     finally:
         log.info(SEPARATOR)
         telemetry.shutdown()
+
+
+def _classify(
+    options: ClassifyOptions,
+    prefetch: Prefetcher,
+    hooks: Hooks,
+    log: logging.Logger,
+    stop: GracefulStop,
+    out: TextIO,
+    total: int,
+) -> int:
+    """Import torch, build the model and run the prepared images through it."""
+    try:
+        device = resolve_device(options.device)
+    except DeviceError as exc:
+        print(f"wwts: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    hooks.set_device(str(device))
+    facts = runtime_facts(str(device))
+    facts["model"] = options.model
+    log.info(
+        "Python %s | torch %s | CUDA available: %s | GPU: %s | model: %s | device: %s",
+        facts["python"], facts["torch"], facts["cuda_available"], ", ".join(facts["gpu"]) or "none",
+        options.model, device,
+        extra={"event": {"dataset": "wwts.startup", "kind": "event"}, "wwts": {"startup": facts}},
+    )
+    try:
+        model = create(options.model, options.model_dir)
+    except ModelError as exc:
+        log.error("model %s: %s", options.model, exc, extra={"event": {"dataset": "wwts.startup"}})
+        return EXIT_USAGE
+    batch_size = auto_batch_size(device.type) if options.batch_size == "auto" else int(options.batch_size)
+    runner = Runner(
+        model, device, top_k=options.top_k, batch_size=batch_size, hooks=hooks,
+        workers=options.workers, cpu_threads=cpu_threads(options.workers),
+    )
+    results = runner.complete(stop.until_stopped(prefetch), prefetch)
+    failed = _emit_results(results, options, str(device), total, out)
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _emit_results(results: Iterable[Result], options: ClassifyOptions, device: str, total: int, out: TextIO) -> int:

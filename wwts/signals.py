@@ -39,7 +39,12 @@ class GracefulStop:
         return None if self.signum is None else 128 + self.signum
 
     def until_stopped(self, items: Iterable[T]) -> Iterator[T]:
-        for item in items:
-            if self.signum is not None:
+        """`items` until a signal arrives; checked before taking the next one, so an
+        item taken from `items` is always passed on (and completed)."""
+        iterator = iter(items)
+        while self.signum is None:
+            try:
+                item = next(iterator)
+            except StopIteration:
                 return
             yield item
