@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from pipeline.models import create
 from pipeline.runner import Runner
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -19,10 +21,11 @@ CLOSE_CALLS = {"chelsea.png": {282, 285}}  # tiger cat vs Egyptian cat: 0.38 eac
 
 
 @pytest.mark.parametrize("batch_size", [1, 4])
-def test_cuda_gives_the_cpu_top1_on_the_sample_photos(default_model, data_dir: Path, batch_size: int) -> None:
+def test_cuda_gives_the_cpu_top1_on_the_sample_photos(data_dir: Path, batch_size: int) -> None:
+    # fresh models: a runner folds and moves its model in place
     paths = [str(data_dir / name) for name in SAMPLES]
-    cpu = list(Runner(default_model, torch.device("cpu"), batch_size=batch_size, workers=0).run(paths))
-    gpu = list(Runner(default_model, torch.device("cuda"), batch_size=batch_size).run(paths))
+    cpu = list(Runner(create("efficientnet-lite0"), torch.device("cpu"), batch_size=batch_size, workers=0).run(paths))
+    gpu = list(Runner(create("efficientnet-lite0"), torch.device("cuda"), batch_size=batch_size).run(paths))
     for name, on_cpu, on_gpu in zip(SAMPLES, cpu, gpu, strict=True):
         assert on_cpu.ok and on_gpu.ok, (name, on_cpu.error, on_gpu.error)
         top_cpu, top_gpu = on_cpu.predictions[0], on_gpu.predictions[0]
@@ -31,9 +34,8 @@ def test_cuda_gives_the_cpu_top1_on_the_sample_photos(default_model, data_dir: P
         assert top_gpu.score == pytest.approx(top_cpu.score, abs=0.02), (name, top_cpu, top_gpu)
 
 
-def test_cuda_batches_are_pinned_before_the_copy(default_model, data_dir: Path) -> None:
-    runner = Runner(default_model, torch.device("cuda"), batch_size=2)
-    batch = runner._stack([torch.zeros(3, 224, 224), torch.zeros(3, 224, 224)])
-    assert batch.is_pinned()
+def test_cuda_batches_are_pinned_before_the_copy() -> None:
+    runner = Runner(create("efficientnet-lite0"), torch.device("cuda"), batch_size=2)
+    batch = runner._batch([np.zeros((224, 224, 3), dtype=np.uint8)] * 2)
+    assert batch.is_pinned() and batch.shape == (2, 3, 224, 224)
     assert next(runner.module.parameters()).is_cuda
-    assert next(default_model.module.parameters()).device.type == "cpu"  # the caller's module is not moved

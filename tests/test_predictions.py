@@ -51,3 +51,20 @@ def test_postprocess_rounds_to_four_decimals_and_sorts() -> None:
     assert [p.class_id for p in top] == [1, 2, 0, 3]
     assert [p.score for p in top] == [round(s, 4) for s in torch.softmax(logits, 0)[[1, 2, 0, 3]].tolist()]
     assert sum(p.score for p in top) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_reference_predictions_hold_through_the_runner(data_dir) -> None:
+    """The path `wwts classify` takes: decoded ahead, crop-box resampling, uint8 crops
+    normalised per batch, BatchNorm folded, channels_last, a batch of 4 plus a rest."""
+    from pipeline.models import create
+    from pipeline.runner import Runner
+
+    model = create("efficientnet-lite0")  # fresh: the runner folds it in place
+    names = sorted(REFERENCE)
+    results = list(Runner(model, torch.device("cpu"), top_k=3, batch_size=4).run([str(data_dir / n) for n in names]))
+    assert model.foldable_batchnorm and not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.module.modules())
+    for name, result in zip(names, results, strict=True):
+        assert result.ok, (name, result.error)
+        for prediction, (ids, probability) in zip(result.predictions, REFERENCE[name], strict=True):
+            assert prediction.class_id in ids, (name, result.predictions)
+            assert prediction.score == pytest.approx(probability, abs=TOLERANCE), (name, result.predictions)
