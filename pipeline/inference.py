@@ -50,8 +50,10 @@ def fold_batchnorm(parent: nn.Module) -> int:
 def _what_follows_the_norm(norm: nn.BatchNorm2d) -> nn.Module:
     """A plain BatchNorm2d becomes the identity; timm's BatchNormAct2d keeps its
     dropout and activation (`drop`, `act`), applied in that order as it does."""
-    parts = [getattr(norm, attr) for attr in ("drop", "act") if isinstance(getattr(norm, attr, None), nn.Module)]
-    parts = [p for p in parts if not isinstance(p, nn.Identity)]
+    parts = [
+        part for part in (getattr(norm, "drop", None), getattr(norm, "act", None))
+        if isinstance(part, nn.Module) and not isinstance(part, nn.Identity)
+    ]
     if not parts:
         return nn.Identity()
     return parts[0] if len(parts) == 1 else nn.Sequential(*parts)

@@ -225,35 +225,17 @@ class Runner:
     def complete(self, prepared: Iterable[Prepared], prefetch: Prefetcher | None = None) -> Iterator[Result]:
         """Forward and postprocess already prepared inputs (`prefetch`, when given, says
         when decoding is over, for `cpu_threads`)."""
-        widen = self._thread_plan(prefetch)
-        batch: list[Prepared] = []
-        for item in prepared:
-            batch.append(item)
-            if len(batch) == self.batch_size:
-                widen()
-                yield from self._complete(batch)
-                batch = []
-        if batch:
-            yield from self._complete(batch)
-
-    def _thread_plan(self, prefetch: Prefetcher | None) -> Callable[[], None]:
         plan = self.cpu_threads
-        if plan is None:
-            return lambda: None
-        import torch
+        if plan is not None:
+            import torch
 
-        torch.set_num_threads(plan.while_decoding)
-        if prefetch is None or plan.after_decoding == plan.while_decoding:
-            return lambda: None
-        widened = False
-
-        def widen() -> None:
-            nonlocal widened
-            if not widened and prefetch.decoding_done:
-                torch.set_num_threads(plan.after_decoding)
+            torch.set_num_threads(plan.while_decoding)
+        widened = plan is None or prefetch is None or plan.after_decoding == plan.while_decoding
+        for batch in _batches(prepared, self.batch_size):
+            if not widened and prefetch.decoding_done:  # type: ignore[union-attr]
+                torch.set_num_threads(plan.after_decoding)  # type: ignore[union-attr]
                 widened = True
-
-        return widen
+            yield from self._complete(batch)
 
     # -- forward per batch, postprocess per image --------------------------------------
 
@@ -301,6 +283,17 @@ class Runner:
         can run asynchronously (`non_blocking=True` in `stages.forward`)."""
         batch = stages.to_batch(pixels, self.model.preprocessing)
         return batch.pin_memory() if self.device.type == "cuda" else batch
+
+
+def _batches(items: Iterable[Prepared], size: int) -> Iterator[list[Prepared]]:
+    batch: list[Prepared] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 @contextmanager
