@@ -1,9 +1,9 @@
 """A registry of classification models, one file per family (the timm way).
 
-A model file registers a builder and its preprocessing; the builder returns a
-`LoadedModel` on the CPU with its labels, so the stages need nothing else to run it.
-The preprocessing is known without building (or importing timm and torch), which lets
-`wwts classify` start decoding images while the model is still being built.
+A family is data: its preprocessing, where its weights and labels are (found without
+importing torch), and a builder that returns the torch module on the CPU. The runtimes
+(`pipeline.runtimes`) turn that module into something that runs; the cheap parts let
+`wwts classify` start decoding, and the ONNX Runtime path run, without torch.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ class ModelError(Exception):
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """How an RGB image becomes the model's input tensor."""
+    """How an RGB image becomes the model's input: shorter side to `resize`, centre crop
+    `crop`, then (x / 255 - mean) / std per channel."""
 
     resize: int
     crop: int
@@ -36,56 +37,63 @@ class Preprocessing:
 
 @dataclass
 class LoadedModel:
+    """The trained torch module on the CPU, in eval mode."""
+
     name: str
     module: torch.nn.Module
     labels: list[str]
     preprocessing: Preprocessing
     # True where tests prove that every Conv2d directly followed by a BatchNorm2d in its
-    # parent's module order feeds that BatchNorm (pipeline/inference.py folds them).
+    # parent's module order feeds that BatchNorm (pipeline.fold folds them).
     foldable_batchnorm: bool = False
 
 
-Builder = Callable[[Path | None], LoadedModel]
+@dataclass(frozen=True)
+class ModelFamily:
+    """One registered model. `weights` and `labels` must not import torch."""
 
-_BUILDERS: dict[str, Builder] = {}
-_PREPROCESSING: dict[str, Preprocessing] = {}
+    name: str
+    preprocessing: Preprocessing
+    weights: Callable[[Path | None], Path]  # the file whose content keys exported graphs
+    labels: Callable[[Path | None], list[str]]
+    build: Callable[[Path | None], LoadedModel]  # imports torch and timm
+    foldable_batchnorm: bool = False
+
+
+_FAMILIES: dict[str, ModelFamily] = {}
 # name -> module that registers it; imported only when asked for, so `wwts info` stays fast.
-_FAMILIES = {
+_MODULES = {
     "efficientnet-lite0": "pipeline.models.efficientnet_lite0",
     "resnest101-general": "pipeline.models.resnest101_general",
 }
 
 
-def register(name: str, preprocessing: Preprocessing) -> Callable[[Builder], Builder]:
-    def wrap(builder: Builder) -> Builder:
-        _BUILDERS[name] = builder
-        _PREPROCESSING[name] = preprocessing
-        return builder
-
-    return wrap
+def register(family: ModelFamily) -> ModelFamily:
+    _FAMILIES[family.name] = family
+    return family
 
 
 def names() -> list[str]:
-    return sorted(_FAMILIES)
+    return sorted(_MODULES)
 
 
-def _family(name: str) -> None:
+def family(name: str) -> ModelFamily:
+    """The registered family; its module is imported on first use (no torch at import)."""
     if name not in _FAMILIES:
-        raise ModelError(f"unknown model {name!r}; choose one of: {', '.join(names())}")
-    if name not in _BUILDERS:
-        importlib.import_module(_FAMILIES[name])  # model files import timm/torch only to build
+        if name not in _MODULES:
+            raise ModelError(f"unknown model {name!r}; choose one of: {', '.join(names())}")
+        importlib.import_module(_MODULES[name])
+    return _FAMILIES[name]
 
 
 def preprocessing(name: str) -> Preprocessing:
     """How the model wants its input, without building the model."""
-    _family(name)
-    return _PREPROCESSING[name]
+    return family(name).preprocessing
 
 
 def create(name: str, model_dir: Path | None = None) -> LoadedModel:
-    """Build a registered model on the CPU, in eval mode."""
-    _family(name)
-    model = _BUILDERS[name](model_dir)
+    """Build a registered model on the CPU, in eval mode (imports torch and timm)."""
+    model = family(name).build(model_dir)
     model.module.eval()
     return model
 

