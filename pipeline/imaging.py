@@ -28,6 +28,7 @@ import logging
 import os
 import re
 import stat
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +36,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from pipeline.inputs import display
+from pipeline.defaults import DEFAULT_MAX_PIXELS
+from pipeline.text import display
 
-DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
 MAX_ASPECT_RATIO = 200  # longer side / shorter side; see `_check_header`
 WHITE = (255, 255, 255)
 ORIENTATION_TAG = 0x0112
@@ -56,15 +57,33 @@ UPRIGHT = {  # EXIF orientation -> the transpose that shows the picture as inten
 FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "DIB", "TIFF", "PPM", "ICO")
 SUPPORTED = "JPEG, PNG, GIF, WebP, BMP, TIFF, PNM or ICO"
 
-# Corrupt files make Pillow's plugins warn ("Corrupt EXIF data", "Truncated File Read",
-# the decompression-bomb warning we turn into an error ourselves). Printed, they would
-# add stray lines to the console where a failed input gets exactly one. Installed once:
-# `warnings.catch_warnings()` per call is not safe with the runner's loader threads.
-warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
-# The same for Pillow's own log messages ("More samples per pixel than can be decoded"):
-# with no handler anywhere, `logging` prints them to stderr through its last resort.
-# A NullHandler stops that and still lets them propagate to an application's handlers.
-logging.getLogger("PIL").addHandler(logging.NullHandler())
+_setup_lock = threading.Lock()
+_quieted = False
+
+
+def setup(max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """Process-wide decoder settings, made once before images are decoded (the driver
+    calls it; importing this module changes nothing).
+
+    - Pillow's own decompression-bomb guard stays on, at our limit (ours is checked
+      from the header first; Pillow's also covers frames found while decoding).
+    - Corrupt files make Pillow's plugins warn ("Corrupt EXIF data", "Truncated File
+      Read") and log ("More samples per pixel than can be decoded"); printed, they add
+      stray lines where a failed input gets exactly one. Warnings from PIL are ignored
+      (a filter, not `catch_warnings()`, which is not safe with loader threads) and a
+      NullHandler keeps `logging`'s last resort from printing PIL's messages, which
+      still reach an application's own handlers.
+    - libtiff's own stderr output is switched off (`_silence_libtiff`).
+    """
+    global _quieted
+    with _setup_lock:
+        Image.MAX_IMAGE_PIXELS = max_pixels
+        if _quieted:
+            return
+        warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
+        logging.getLogger("PIL").addHandler(logging.NullHandler())
+        _silence_libtiff()
+        _quieted = True
 
 
 class ImageRejected(ValueError):
@@ -177,7 +196,6 @@ def decode(
     """
     if not data:
         raise ImageRejected("empty file")
-    Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow's own guard stays on, at our limit
     try:
         image = Image.open(io.BytesIO(data), formats=FORMATS)
     except Image.DecompressionBombError as exc:
@@ -298,6 +316,14 @@ def _signature(data: bytes) -> str | None:
     return None
 
 
+def supported_format(head: bytes) -> str | None:
+    """The supported image format these first bytes announce, if any (a directory walk
+    uses it for files without an image suffix). 12 bytes are enough."""
+    name = _signature(head)
+    supported = {n for _o, _m, n, ok in _SIGNATURES if ok} | {"WebP"}
+    return name if name in supported else None
+
+
 def _unidentified_message(data: bytes) -> str:
     name = _signature(data)
     supported = {n for _o, _m, n, ok in _SIGNATURES if ok} | {"WebP"}
@@ -406,5 +432,3 @@ def _silence_libtiff() -> bool:
             continue
     return silenced
 
-
-LIBTIFF_SILENCED = _silence_libtiff()

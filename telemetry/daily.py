@@ -35,9 +35,6 @@ class DailyFiles:
     def path_for(self, day: dt.date) -> Path:
         return self.directory / f"{self.prefix}-{day.isoformat()}.jsonl"
 
-    def path_for_today(self) -> Path:
-        return self.path_for(utc_today())
-
     def write(self, line: str) -> None:
         """Append one complete line; flush at most every `flush_interval` seconds."""
         stream = self._open_for(utc_today())

@@ -21,53 +21,72 @@ class GpuReading:
     name: str
     memory_used_bytes: int
     memory_total_bytes: int
-    utilization_percent: float | None
+    utilization: float | None  # 0-1
     temperature_c: float | None
+
+
+# Span attributes and record fields share these names: the semantic conventions define
+# process.cpu.utilization, system.memory.* and hw.gpu.* only as metric names, which belong
+# to the metrics; the snapshot on a span or record lives under wwts.resource.*.
+PREFIX = "wwts.resource."
+CPU_UTILIZATION = PREFIX + "process.cpu.utilization"  # 0-1 of all the machine's CPUs
+RSS = PREFIX + "process.memory.rss"  # bytes
+SYSTEM_MEMORY_USED = PREFIX + "system.memory.used"  # bytes
+SYSTEM_MEMORY_UTILIZATION = PREFIX + "system.memory.utilization"  # 0-1
+# one value per GPU, in NVML index order (arrays, so that every GPU shares one field)
+GPU_COUNT = PREFIX + "gpu.count"
+GPU_NAME = PREFIX + "gpu.name"
+GPU_MEMORY_USED = PREFIX + "gpu.memory.used"
+GPU_MEMORY_TOTAL = PREFIX + "gpu.memory.total"
+GPU_UTILIZATION = PREFIX + "gpu.utilization"  # 0-1
+GPU_TEMPERATURE = PREFIX + "gpu.temperature"  # °C
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    process_cpu_percent: float
+    process_cpu_utilization: float  # 0-1 of all CPUs
     process_rss_bytes: int
     system_memory_used_bytes: int
-    system_memory_percent: float
+    system_memory_utilization: float  # 0-1
     gpus: tuple[GpuReading, ...] = field(default_factory=tuple)
 
     # Both views are derived once per snapshot (every sampler interval), not once per span
-    # or record: a snapshot is read by four stage spans and a record per image. Callers
-    # must not mutate them (the SDK copies attributes; the formatter only reads).
+    # or record: a snapshot is read by every stage span and record. Callers must not
+    # mutate them (the SDK copies attributes; the formatter only reads).
 
     @cached_property
-    def span_attributes(self) -> dict[str, Any]:
-        """Semantic-convention names where they exist, `wwts.resource.*` otherwise."""
+    def attributes(self) -> dict[str, Any]:
+        """Flat `wwts.resource.*` attributes for a span."""
         attributes: dict[str, Any] = {
-            "process.cpu.utilization": round(self.process_cpu_percent / 100.0, 4),
-            "process.memory.usage": self.process_rss_bytes,
-            "system.memory.usage": self.system_memory_used_bytes,
-            "system.memory.utilization": round(self.system_memory_percent / 100.0, 4),
+            CPU_UTILIZATION: self.process_cpu_utilization,
+            RSS: self.process_rss_bytes,
+            SYSTEM_MEMORY_USED: self.system_memory_used_bytes,
+            SYSTEM_MEMORY_UTILIZATION: self.system_memory_utilization,
         }
-        for gpu in self.gpus:
-            prefix = f"wwts.resource.gpu.{gpu.index}."
-            attributes[prefix + "name"] = gpu.name
-            attributes[prefix + "memory_used_bytes"] = gpu.memory_used_bytes
-            attributes[prefix + "memory_total_bytes"] = gpu.memory_total_bytes
-            if gpu.utilization_percent is not None:
-                attributes[prefix + "utilization_percent"] = gpu.utilization_percent
-            if gpu.temperature_c is not None:
-                attributes[prefix + "temperature_c"] = gpu.temperature_c
+        if self.gpus:
+            attributes[GPU_COUNT] = len(self.gpus)
+            attributes[GPU_NAME] = [g.name for g in self.gpus]
+            attributes[GPU_MEMORY_USED] = [g.memory_used_bytes for g in self.gpus]
+            attributes[GPU_MEMORY_TOTAL] = [g.memory_total_bytes for g in self.gpus]
+            utilization = [g.utilization for g in self.gpus]
+            temperature = [g.temperature_c for g in self.gpus]
+            if None not in utilization:
+                attributes[GPU_UTILIZATION] = utilization
+            if None not in temperature:
+                attributes[GPU_TEMPERATURE] = temperature
         return attributes
 
     @cached_property
-    def record_fields(self) -> dict[str, Any]:
-        """The same figures as ECS-document fields under `wwts.resource`."""
-        return {
-            "process": {"cpu_percent": self.process_cpu_percent, "rss_bytes": self.process_rss_bytes},
-            "system": {
-                "memory_used_bytes": self.system_memory_used_bytes,
-                "memory_percent": self.system_memory_percent,
-            },
-            "gpu": [gpu.__dict__ for gpu in self.gpus],
-        }
+    def fields(self) -> dict[str, Any]:
+        """The same names as nested ECS-document fields."""
+        document: dict[str, Any] = {}
+        for name, value in self.attributes.items():
+            node = document
+            *parents, last = name.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[last] = value
+        return document
 
     @property
     def max_gpu_temperature(self) -> float | None:
@@ -98,6 +117,9 @@ class Nvml:
     def available(self) -> bool:
         return bool(self._handles)
 
+    def names(self) -> list[str]:
+        return list(self._names)
+
     def driver_version(self) -> str | None:
         if not self._handles:
             return None
@@ -112,7 +134,7 @@ class Nvml:
         for index, handle in enumerate(self._handles):
             try:
                 memory = self._nvml.nvmlDeviceGetMemoryInfo(handle)
-                utilization = _optional(lambda: float(self._nvml.nvmlDeviceGetUtilizationRates(handle).gpu))
+                utilization = _optional(lambda: self._nvml.nvmlDeviceGetUtilizationRates(handle).gpu / 100.0)
                 temperature = _optional(
                     lambda: float(self._nvml.nvmlDeviceGetTemperature(handle, self._nvml.NVML_TEMPERATURE_GPU))
                 )
@@ -138,6 +160,7 @@ class ResourceSampler:
         self.interval = interval
         self._process = psutil.Process()
         self._process.cpu_percent(None)  # prime: the first call always answers 0.0
+        self._cpus = psutil.cpu_count() or 1
         self._nvml = nvml or Nvml()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -146,9 +169,11 @@ class ResourceSampler:
     def sample(self) -> Snapshot:
         memory = psutil.virtual_memory()
         with self._process.oneshot():
-            cpu = self._process.cpu_percent(None)
+            cpu = self._process.cpu_percent(None)  # percent of ONE CPU: 200 on two busy cores
             rss = self._process.memory_info().rss
-        return Snapshot(cpu, rss, int(memory.used), float(memory.percent), self._nvml.read())
+        return Snapshot(
+            round(cpu / 100.0 / self._cpus, 4), rss, int(memory.used), round(memory.percent / 100.0, 4), self._nvml.read()
+        )
 
     def start(self) -> ResourceSampler:
         if self._thread is None:

@@ -1,5 +1,6 @@
-"""Wire telemetry for one CLI run: handlers, tracer provider, resource sampler; and take
-it down again within a bounded time, whatever the backends are doing."""
+"""Wire telemetry for one process: the resource, the console and record handlers, the
+tracer provider, the resource sampler and the record shipper; and take it all down
+again within a bounded time, whatever the backends are doing."""
 
 from __future__ import annotations
 
@@ -9,36 +10,41 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TextIO
 
 from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
-from pipeline.runner import Hooks
-from telemetry.console import ConsoleFormatter
+from pipeline.driver import Hooks
+from telemetry.config import OtelConfig
+from telemetry.console import ConsoleFormatter, not_inference
 from telemetry.daily import DEFAULT_KEEP_DAYS, prune
-from telemetry.hooks import TelemetryHooks, Thresholds
-from telemetry.records import LOGGER_NAME, DailyEcsHandler, EcsFormatter
-from telemetry.resources import ResourceSampler
+from telemetry.elastic import EsConfig
+from telemetry.elastic import client as es_client
+from telemetry.hooks import TelemetryHooks
+from telemetry.names import INSTRUMENTATION_SCOPE, LOGGER_NAME
+from telemetry.records import DailyEcsHandler, EcsFormatter
+from telemetry.resource import build_resource, ecs_fields
+from telemetry.resources import ResourceSampler, Snapshot
 from telemetry.shipping import BackgroundShipper
+from telemetry.thresholds import Thresholds
 from telemetry.tracing import make_provider
 
-SHUTDOWN_BUDGET_S = 1.5  # the contract allows ~2 s; leave room for interpreter exit
+SHUTDOWN_BUDGET_S = 1.5  # a dead backend costs a run at most ~2 s; leave room to exit
 
 
 @dataclass
 class TelemetryConfig:
     log_dir: Path
     service_version: str
-    service_name: str = "wwts"
     enabled: bool = True  # False: no spans, no records, no sampler (the benchmark's "off")
     console_level: int = logging.INFO
     console: TextIO = field(default_factory=lambda: sys.stderr)
     thresholds: Thresholds = field(default_factory=Thresholds)
     keep_days: int = DEFAULT_KEEP_DAYS
-    # Set when WWTS_ES_URL is: records are shipped from the daily files while the run goes.
-    es_client_factory: Callable[[], Any] | None = None
+    es: EsConfig | None = None  # set: records are shipped from the daily files while the run goes
+    otel: OtelConfig = field(default_factory=OtelConfig.from_env)
 
 
 class _LastProblem(logging.Handler):
@@ -59,6 +65,7 @@ class Telemetry:
     def __init__(self, config: TelemetryConfig) -> None:
         self.config = config
         self.logger = logging.getLogger(LOGGER_NAME)
+        self.resource: Resource | None = None
         self.provider: TracerProvider | None = None
         self.sampler: ResourceSampler | None = None
         self.file_handler: DailyEcsHandler | None = None
@@ -74,6 +81,7 @@ class Telemetry:
         console = logging.StreamHandler(config.console)
         console.setLevel(config.console_level)
         console.setFormatter(ConsoleFormatter())
+        console.addFilter(not_inference)  # the front door shows results its own way
         self.logger.addHandler(console)
         self._console_handler = console
         if not config.enabled:
@@ -82,17 +90,18 @@ class Telemetry:
             prune(config.log_dir, config.keep_days)
         except OSError:
             pass
-        formatter = EcsFormatter(config.service_name, config.service_version)
-        self.file_handler = DailyEcsHandler(config.log_dir, formatter)
+        self.resource = build_resource(config.service_version)
+        self.file_handler = DailyEcsHandler(config.log_dir, EcsFormatter(ecs_fields(self.resource)))
         self.logger.addHandler(self.file_handler)
         sdk_logger = logging.getLogger("opentelemetry")
         sdk_logger.addHandler(self._otel_problems)
         sdk_logger.propagate = False
-        self.provider, self._exporter = make_provider(config.log_dir, config.service_version)
+        self.provider, self._exporter = make_provider(self.resource, config.otel.traces, config.log_dir)
         self.sampler = ResourceSampler().start()
-        if config.es_client_factory is not None:
+        if config.es is not None:
+            es = config.es
             self.shipper = BackgroundShipper(
-                config.es_client_factory, config.log_dir, self.file_handler.flush, warn=self.logger.warning
+                lambda: es_client(es), config.log_dir, self.file_handler.flush, warn=self.logger.warning
             ).start()
         return self
 
@@ -100,20 +109,17 @@ class Telemetry:
     def tracer(self) -> trace.Tracer:
         if self.provider is None:
             return trace.NoOpTracer()
-        return self.provider.get_tracer("wwts", self.config.service_version)
+        return self.provider.get_tracer(INSTRUMENTATION_SCOPE, self.config.service_version)
 
-    def hooks(self, model_name: str, device: str | None = None) -> Hooks:
-        """Span and record hooks; `device` may follow later (`Hooks.set_device`)."""
+    def hooks(self) -> Hooks:
+        """Span and record hooks for the driver (plain `Hooks` when telemetry is off)."""
         if not self.config.enabled:
             return Hooks()
-        return TelemetryHooks(
-            self.tracer,
-            self.logger,
-            model_name=model_name,
-            device=device,
-            sampler=self.sampler,
-            thresholds=self.config.thresholds,
-        )
+        return TelemetryHooks(self.tracer, self.logger, sampler=self.sampler, thresholds=self.config.thresholds)
+
+    def snapshot(self) -> Snapshot | None:
+        """The latest resource figures (the console shows them per image)."""
+        return self.sampler.latest if self.sampler is not None else None
 
     def shutdown(self) -> None:
         """Flush spans and ship records in parallel within SHUTDOWN_BUDGET_S: dead backends

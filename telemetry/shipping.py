@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -20,17 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from telemetry.assets import LOGS_TEMPLATE_FILE, json_asset
 from telemetry.daily import dated_files
-from telemetry.records import RECORD_PREFIX
+from telemetry.names import LOGS_INDEX_PREFIX, LOGS_TEMPLATE, RECORDS_PREFIX, RECORDS_REGISTRY
+from telemetry.offsets import Registry, complete_lines
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
 
-INDEX_PREFIX = "wwts-logs-"
-TEMPLATE_NAME = "wwts-logs"
-REGISTRY_NAME = ".ship-registry.json"
 CHUNK_DOCS = 500
-TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "deploy" / "elk" / "index-template.json"
 
 log = logging.getLogger("wwts.shipping")
 
@@ -60,49 +57,17 @@ def index_for(document: dict[str, Any]) -> str:
         day = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(dt.UTC).date()
     except ValueError:
         day = dt.datetime.now(dt.UTC).date()
-    return f"{INDEX_PREFIX}{day:%Y.%m.%d}"
-
-
-def load_template() -> dict[str, Any]:
-    return json.loads(TEMPLATE_PATH.read_text(encoding="utf-8"))
+    return f"{LOGS_INDEX_PREFIX}{day:%Y.%m.%d}"
 
 
 def ensure_template(client: Elasticsearch, lifecycle_policy: str | None = None) -> None:
     """Install the index template (idempotent) so a new daily index never gets dynamic mappings."""
-    body = load_template()
+    body = json_asset(LOGS_TEMPLATE_FILE)
     if lifecycle_policy:
         body.setdefault("template", {}).setdefault("settings", {}).setdefault("index", {})["lifecycle"] = {
             "name": lifecycle_policy
         }
-    client.indices.put_index_template(name=TEMPLATE_NAME, **body)
-
-
-class Registry:
-    """Acknowledged byte offsets per file, persisted atomically next to the files."""
-
-    def __init__(self, directory: Path) -> None:
-        self.path = directory / REGISTRY_NAME
-        try:
-            self.offsets: dict[str, int] = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            self.offsets = {}
-
-    def offset(self, file: Path) -> int:
-        offset = self.offsets.get(file.name, 0)
-        try:
-            size = file.stat().st_size
-        except OSError:
-            return 0
-        return offset if offset <= size else 0  # the file was replaced or truncated: start over
-
-    def advance(self, file: Path, offset: int) -> None:
-        self.offsets[file.name] = offset
-        temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(self.offsets, sort_keys=True), encoding="utf-8")
-        os.replace(temporary, self.path)
-
-    def forget_missing(self, directory: Path) -> None:
-        self.offsets = {name: off for name, off in self.offsets.items() if (directory / name).exists()}
+    client.indices.put_index_template(name=LOGS_TEMPLATE, **body)
 
 
 @dataclass
@@ -115,31 +80,24 @@ class _Chunk:
 def _chunks(file: Path, start: int) -> Iterator[_Chunk]:
     """Complete lines from `start`, CHUNK_DOCS documents at a time, with the byte offset
     just past each chunk's last line."""
-    with open(file, "rb") as stream:
-        stream.seek(start)
-        offset = start
-        chunk = _Chunk(end_offset=start)
-        for raw in stream:
-            if not raw.endswith(b"\n"):
-                break  # a line still being written
-            offset += len(raw)
-            chunk.end_offset = offset
-            text = raw.strip()
-            if not text:
-                continue
-            try:
-                document = json.loads(text)
-                event_id = document["event"]["id"]
-            except (ValueError, KeyError, TypeError):
-                chunk.skipped += 1
-                continue
-            chunk.actions.append({"create": {"_index": index_for(document), "_id": event_id}})
-            chunk.actions.append(document)
-            if len(chunk.actions) >= 2 * CHUNK_DOCS:
-                yield chunk
-                chunk = _Chunk(end_offset=offset)
-        if chunk.actions or chunk.skipped or chunk.end_offset > start:
+    chunk = _Chunk(end_offset=start)
+    for text, offset in complete_lines(file, start):
+        chunk.end_offset = offset
+        if not text:
+            continue
+        try:
+            document = json.loads(text)
+            event_id = document["event"]["id"]
+        except (ValueError, KeyError, TypeError):
+            chunk.skipped += 1
+            continue
+        chunk.actions.append({"create": {"_index": index_for(document), "_id": event_id}})
+        chunk.actions.append(document)
+        if len(chunk.actions) >= 2 * CHUNK_DOCS:
             yield chunk
+            chunk = _Chunk(end_offset=offset)
+    if chunk.actions or chunk.skipped or chunk.end_offset > start:
+        yield chunk
 
 
 def _send(client: Elasticsearch, chunk: _Chunk) -> ShipReport:
@@ -164,10 +122,10 @@ def ship_directory(client: Elasticsearch, directory: Path, *, deadline: float | 
     """Send every complete record not yet acknowledged. Raises ShipError (or the client's
     transport errors) when Elasticsearch cannot take them; what was acknowledged stays
     acknowledged."""
-    registry = Registry(directory)
+    registry = Registry(directory, RECORDS_REGISTRY)
     total = ShipReport()
     for file, prefix, _day in dated_files(directory):
-        if prefix != RECORD_PREFIX:
+        if prefix != RECORDS_PREFIX:
             continue
         total.files += 1
         for chunk in _chunks(file, registry.offset(file)):

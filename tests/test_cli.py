@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_wwts
+from tests.conftest import ROOT, run_wwts
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
@@ -40,7 +40,8 @@ def test_json_lines_in_input_order_with_the_contract_shape(mixed_run) -> None:
     assert [Path(o["path"]).name for o in objects] == ["a_coffee.png", "b_broken.jpg", "c_camera.png"]
     good = objects[0]
     assert set(good) == {
-        "path", "ok", "md5", "bytes", "width", "height", "mode", "format", "labels", "latency_ms", "model", "device", "trace_id"
+        "path", "ok", "md5", "bytes", "width", "height", "mode", "format", "labels", "latency_ms", "model", "runtime",
+        "device", "trace_id",
     }
     assert good["ok"] is True and good["format"] == "PNG" and good["mode"] == "RGB"
     assert (good["width"], good["height"], good["bytes"]) == (600, 400, 466706)
@@ -49,7 +50,7 @@ def test_json_lines_in_input_order_with_the_contract_shape(mixed_run) -> None:
     assert len(good["labels"]) == 5
     assert good["labels"][0] == {"rank": 1, "label": "浓缩咖啡", "score": good["labels"][0]["score"], "class_id": 967}
     assert all(round(l["score"], 4) == l["score"] for l in good["labels"])
-    assert good["model"] == "efficientnet-lite0" and good["device"] == "cpu"
+    assert good["model"] == "efficientnet-lite0" and good["device"] == "cpu" and good["runtime"] == "onnxruntime"
     bad = objects[1]
     assert set(bad) == {"path", "ok", "error", "trace_id"}
     assert bad["ok"] is False and bad["error"]["type"] == "UnidentifiedImageError"
@@ -71,17 +72,24 @@ def test_the_failure_record_holds_the_stack_trace(mixed_run) -> None:
     failures = [d for d in docs if d.get("event", {}).get("outcome") == "failure"]
     assert len(failures) == 1
     failure = failures[0]
-    assert failure["error"]["type"] == "UnidentifiedImageError"
-    assert "stages.py" in failure["error"]["stack_trace"] or "imaging.py" in failure["error"]["stack_trace"]
+    assert failure["error"]["type"] == "PIL.UnidentifiedImageError"  # as OpenTelemetry writes exception.type
+    trace = failure["error"]["stack_trace"]
+    assert trace.startswith("Traceback (most recent call last):") and "imaging.py" in trace
+    assert trace.rstrip().endswith("it contains text, not an image")  # the final line, with the cause above
     assert failure["log.level"] == "error" and failure["file"]["name"] == "b_broken.jpg"
 
 
+def first_path(result) -> str:
+    return json.loads(result.stdout.splitlines()[0])["path"]
+
+
 def test_inference_records_carry_the_contract_fields(mixed_run) -> None:
-    _folder, logs, result = mixed_run
+    folder, logs, result = mixed_run
     docs = records(logs)
     assert len({d["event"]["id"] for d in docs}) == len(docs)
     startup = [d for d in docs if d["event"]["dataset"] == "wwts.startup"]
-    assert startup and startup[0]["wwts"]["startup"]["torch"]
+    assert startup and startup[0]["wwts"]["startup"]["runtime"] == "onnxruntime"
+    assert startup[0]["wwts"]["startup"]["runtime_version"]
     success = [d for d in docs if d["event"].get("outcome") == "success"]
     assert len(success) == 2
     doc = success[0]
@@ -95,7 +103,10 @@ def test_inference_records_carry_the_contract_fields(mixed_run) -> None:
     assert set(doc["wwts"]["latency_ms"]) == {"load", "preprocess", "forward", "postprocess", "total"}
     assert doc["wwts"]["image"] == {"width": 600, "height": 400, "mode": "RGB", "format": "PNG"}
     assert doc["wwts"]["model"]["name"] == "efficientnet-lite0" and doc["wwts"]["device"] == "cpu"
-    assert doc["wwts"]["resource"]["process"]["rss_bytes"] > 0
+    assert doc["wwts"]["runtime"] == "onnxruntime"
+    assert doc["wwts"]["resource"]["process"]["memory"]["rss"] > 0
+    assert doc["file"]["path"] == str(folder / "a_coffee.png") and doc["wwts"]["input"] == first_path(result)
+    assert doc["event"]["category"] == ["file"] and doc["event"]["type"] == ["info"]
     first = json.loads(result.stdout.splitlines()[0])
     assert doc["trace"]["id"] == first["trace_id"] and re.fullmatch(r"[0-9a-f]{16}", doc["span"]["id"])
 
@@ -139,8 +150,33 @@ def test_info_json_reports_runtime_and_backends(tmp_path: Path) -> None:
     result = run_wwts("info", "--json", env={"WWTS_ES_PASSWORD": "sentinel-pw-123", "WWTS_LOG_DIR": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     facts = json.loads(result.stdout)
-    assert facts["python"].startswith("3.") and facts["torch"]
-    assert facts["cuda_available"] in (True, False)
+    assert facts["python"].startswith("3.") and facts["torch"] and facts["onnxruntime"]
+    assert facts["runtime"] == "onnxruntime" and facts["device"] == "cpu"  # auto, on this CPU machine
     assert facts["models"] == ["efficientnet-lite0", "resnest101-general"]
     assert facts["elasticsearch"]["password"] == "set"
     assert "sentinel-pw-123" not in result.stdout + result.stderr
+
+
+def test_version_prints_the_package_version() -> None:
+    from wwts import __version__
+
+    result = run_wwts("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"wwts {__version__}"
+
+
+def test_help_and_log_commands_import_no_model_or_telemetry_stack() -> None:
+    """`wwts --help` and the read-side commands pay for typer, not for torch, NumPy,
+    Pillow or the OpenTelemetry SDK."""
+    script = (
+        "import sys\n"
+        "from wwts.cli import build_app\n"
+        "app = build_app()\n"
+        "heavy = [m for m in ('torch', 'numpy', 'PIL', 'onnxruntime', 'opentelemetry.sdk', 'elasticsearch') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -1,5 +1,6 @@
 """Spans through the real OpenTelemetry Collector into the real Elasticsearch, read back
-with `wwts trace show|slow`; alerts; and a collector that is down."""
+with `wwts trace show|slow`; alerts; a collector that is down; and a run made offline
+whose local trace file `wwts trace ship` sends later, exactly once."""
 
 from __future__ import annotations
 
@@ -54,13 +55,14 @@ def test_the_five_spans_arrive_with_links_and_attributes(exported) -> None:
     root = next(s for s in spans if s["Name"] == "wwts.classify")
     assert "ParentSpanId" not in root or not root["ParentSpanId"]
     assert all(s["ParentSpanId"] == root["SpanId"] for s in spans if s is not root)
-    assert root["Attributes.image.md5"] == output["md5"]
-    assert root["Attributes.image.path"] == str(exported["photo"])
-    assert root["Attributes.image.width"] == output["width"]
+    assert root["Attributes.wwts.image.md5"] == output["md5"]
+    assert root["Attributes.wwts.input"] == root["Attributes.file.path"] == str(exported["photo"])
+    assert root["Attributes.wwts.image.width"] == output["width"]
+    assert root["Attributes.wwts.runtime"] == output["runtime"] == "onnxruntime"
     assert root["Attributes.wwts.top1.label"] == output["labels"][0]["label"]
     assert root["Resource.service.name"] == "wwts"
     forward = next(s for s in spans if s["Name"] == "forward")
-    assert forward["Attributes.process.memory.usage"] > 0
+    assert forward["Attributes.wwts.resource.process.memory.rss"] > 0
     assert root["Duration"] >= forward["Duration"] > 0
 
 
@@ -107,3 +109,41 @@ def test_a_dead_collector_costs_a_bounded_wait_and_changes_no_result(tmp_path: P
     warnings = [line for line in down.stderr.splitlines() if line.strip()]
     assert len(warnings) == 1 and "traces were not all exported" in warnings[0]
     assert tail < 2.5  # the ~2 s shutdown budget, plus interpreter exit
+
+
+def test_a_run_made_offline_is_shipped_later_exactly_once(tmp_path: Path, es, es_url: str, otlp_endpoint: str) -> None:
+    """No endpoint at run time: the spans go to the local OTLP-JSON file. `wwts trace
+    ship` posts them to the collector (OTLP/HTTP, JSON), then `trace show` opens the run;
+    a second ship sends nothing; with the collector down nothing is lost and one line says so."""
+    photo = unique_photos(tmp_path / "photos", 1)[0]
+    logs = tmp_path / "logs"
+    offline = run_wwts("classify", str(photo), "--json", "--log-dir", str(logs))
+    assert offline.returncode == 0, offline.stderr
+    trace_id = json.loads(offline.stdout)["trace_id"]
+    http = otlp_endpoint.rsplit(":", 1)[0] + ":" + str(int(otlp_endpoint.rsplit(":", 1)[1]) + 1)  # 4317 -> 4318
+    ship_env = {"WWTS_LOG_DIR": str(logs), "OTEL_EXPORTER_OTLP_ENDPOINT": http, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}
+
+    down = run_wwts("trace", "ship", env={**ship_env, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}"})
+    assert down.returncode == 1 and len(down.stderr.strip().splitlines()) == 1, down.stderr
+    assert "stays on disk" in down.stderr
+
+    first = run_wwts("trace", "ship", env=ship_env)
+    assert first.returncode == 0, first.stderr
+    assert "shipped 5 span(s) in" in first.stdout, first.stdout
+    spans = wait_for_spans(es, trace_id, 5)
+    assert sorted(s["Name"] for s in spans) == sorted(["wwts.classify", *STAGES])
+
+    again = run_wwts("trace", "ship", env=ship_env)
+    assert again.returncode == 0 and "shipped 0 span(s)" in again.stdout, again.stdout
+    time.sleep(2)  # what a second send would have written would be searchable by now
+    assert len(wait_for_spans(es, trace_id, 6, timeout=3)) == 5
+
+    second = run_wwts("classify", str(photo), "--json", "--log-dir", str(logs))  # offline again; shipped over gRPC
+    grpc_env = {**ship_env, "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
+    grpc = run_wwts("trace", "ship", env=grpc_env)
+    assert grpc.returncode == 0 and "shipped 5 span(s)" in grpc.stdout, grpc.stdout + grpc.stderr  # only the new run
+    assert len(wait_for_spans(es, json.loads(second.stdout)["trace_id"], 5)) == 5
+
+    shown = run_wwts("trace", "show", trace_id, env={"WWTS_ES_URL": es_url})
+    assert shown.returncode == 0, shown.stderr
+    assert all(name in shown.stdout for name in ["wwts.classify", *STAGES])

@@ -410,7 +410,7 @@ EXPECTED_SEARCHES = {
     "wwts: spans of a trace": (
         TRACES_VIEW,
         None,
-        ["Name", "Duration", "TraceStatus", "Attributes.image.path", "Attributes.wwts.top1.label",
+        ["Name", "Duration", "TraceStatus", "Attributes.wwts.input", "Attributes.wwts.top1.label",
          "SpanId", "ParentSpanId", "TraceId"],
     ),
 }

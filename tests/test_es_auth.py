@@ -1,6 +1,6 @@
-"""Elasticsearch answering 401/403, against a real node with security on (the second
-node `make test` starts: `WWTS_ES_SECURITY=true deploy/elk/local/es.sh up` on port 9210,
-with file-realm users). A refused run finishes on time with one warning, keeps every
+"""Elasticsearch answering 401/403, against a real node with security on (the `es_secure`
+fixture of tests/backends.py starts it: `python3 -m deploy.servers up es-secure`, port
+9210, file-realm users). A refused run finishes on time with one warning, keeps every
 record on disk, and `wwts logs ship` with the right credentials sends them exactly once.
 No credential ever shows in output or in the log files."""
 
@@ -9,72 +9,26 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.backends import SecureNode
 from tests.conftest import run_wwts, run_wwts_tail, unique_photos
 
 pytestmark = pytest.mark.integration
 INDEX = "wwts-logs-*"
 
 
-@dataclass(frozen=True)
-class SecureNode:
-    url: str
-    user: str
-    password: str
-    nopriv_user: str
-    nopriv_password: str
-
-    def env(self, user: str | None = None, password: str | None = None) -> dict[str, str]:
-        return {
-            "WWTS_ES_URL": self.url,
-            "WWTS_ES_USERNAME": self.user if user is None else user,
-            "WWTS_ES_PASSWORD": self.password if password is None else password,
-        }
+@pytest.fixture(scope="session")
+def secure(es_secure: SecureNode) -> SecureNode:
+    return es_secure
 
 
 @pytest.fixture(scope="session")
-def secure() -> SecureNode:
-    from elasticsearch import AuthenticationException, Elasticsearch
-
-    url = os.environ.get("WWTS_TEST_ES_SECURE_URL")
-    if not url:
-        pytest.fail(
-            "WWTS_TEST_ES_SECURE_URL is not set: run the suite with `make test`, which starts the "
-            "local Elasticsearch with security on (WWTS_ES_PORT=9210 WWTS_ES_SECURITY=true deploy/elk/local/es.sh up)"
-        )
-    node = SecureNode(
-        url=url,
-        user=os.environ.get("WWTS_TEST_ES_SECURE_USER", "wwts-test"),
-        password=os.environ.get("WWTS_TEST_ES_SECURE_PASSWORD", "wwts-test-password"),
-        nopriv_user=os.environ.get("WWTS_TEST_ES_NOPRIV_USER", "wwts-nopriv"),
-        nopriv_password=os.environ.get("WWTS_TEST_ES_NOPRIV_PASSWORD", "wwts-nopriv-password"),
-    )
-    try:
-        Elasticsearch(url, basic_auth=(node.user, node.password), request_timeout=5).cluster.health(
-            wait_for_status="yellow", timeout="30s"
-        )
-    except Exception as exc:  # noqa: BLE001 - any failure here means the backend is missing
-        pytest.fail(f"the secured Elasticsearch at {url} does not answer to {node.user}: {exc}")
-    try:
-        Elasticsearch(url, basic_auth=(node.user, "not-" + node.password), request_timeout=5).cluster.health()
-    except AuthenticationException:
-        pass
-    else:
-        pytest.fail(f"Elasticsearch at {url} accepts a wrong password: security is off on that node")
-    return node
-
-
-@pytest.fixture(scope="session")
-def secure_es(secure: SecureNode):
-    from elasticsearch import Elasticsearch
-
-    return Elasticsearch(secure.url, basic_auth=(secure.user, secure.password), request_timeout=30)
+def secure_es(es_secure_client):
+    return es_secure_client
 
 
 def md5s_of(photos: list[Path]) -> list[str]:
@@ -204,12 +158,11 @@ def test_unknown_api_key_is_sent_as_an_api_key_and_never_shown(tmp_path: Path, s
     from elasticsearch import AuthenticationException
 
     from telemetry import elastic
-    from wwts.settings import Settings
 
     key_id, secret = f"wwts-{uuid.uuid4().hex[:12]}", uuid.uuid4().hex
     encoded = base64.b64encode(f"{key_id}:{secret}".encode()).decode()
     with pytest.raises(AuthenticationException) as refused:
-        elastic.client(Settings(es_url=secure.url, es_api_key=encoded)).cluster.health()
+        elastic.client(elastic.EsConfig(url=secure.url, api_key=encoded)).cluster.health()
     assert str(refused.value.body["error"].get("additional_unsuccessful_credentials", "")).startswith("API key:")
 
     env = {"WWTS_ES_URL": secure.url, "WWTS_ES_API_KEY": encoded}

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from pipeline import stages
+from pipeline.defaults import DEFAULT_MAX_PIXELS
 from pipeline.imaging import DecompressionBomb, ImageRejected, decode
 
 
@@ -101,6 +102,7 @@ def test_load_hashes_the_bytes_it_decodes(tmp_path: Path) -> None:
     data = encode(Image.new("RGB", (9, 7), (1, 2, 3)), "PNG")
     path = tmp_path / "图 片 .png"
     path.write_bytes(data)
-    loaded = stages.load(path)
+    loaded, picture = stages.load(path, DEFAULT_MAX_PIXELS)
+    assert picture.size == (9, 7) and picture.mode == "RGB"
     assert loaded.md5 == hashlib.md5(data).hexdigest()
     assert (loaded.bytes, loaded.width, loaded.height, loaded.mode, loaded.format) == (len(data), 9, 7, "RGB", "PNG")

@@ -1,11 +1,11 @@
-"""The default model's answers on the scikit-image sample photos
-(../shared/reference/predictions.md), through the real load → preprocess → forward →
-postprocess stages."""
+"""The default model's answers on the scikit-image sample photos (the reference table in
+benchmarks/README.md), through the real load → preprocess → forward → postprocess path,
+on both runtimes."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
-import torch
 
 from pipeline import stages
 
@@ -21,50 +21,41 @@ REFERENCE = {
 TOLERANCE = 0.02
 
 
-@pytest.mark.parametrize("name", sorted(REFERENCE))
-def test_reference_predictions(name: str, data_dir, default_model) -> None:
-    loaded = stages.load(data_dir / name)
-    spec = default_model.preprocessing
-    batch = stages.to_batch([stages.preprocess(loaded.image, spec)], spec)
-    logits = stages.forward(default_model.module, batch, torch.device("cpu"))
-    top = stages.postprocess(logits[0], default_model.labels, 3)
-    for prediction, (ids, probability) in zip(top, REFERENCE[name], strict=True):
-        assert prediction.class_id in ids, (name, top)
-        assert prediction.score == pytest.approx(probability, abs=TOLERANCE), (name, top)
-        assert prediction.label == default_model.labels[prediction.class_id]
-    assert [p.rank for p in top] == [1, 2, 3]
-
-
-def test_chelsea_top3_names_the_cats_in_chinese(data_dir, default_model) -> None:
-    loaded = stages.load(data_dir / "chelsea.png")
-    spec = default_model.preprocessing
-    logits = stages.forward(
-        default_model.module, stages.to_batch([stages.preprocess(loaded.image, spec)], spec), torch.device("cpu")
-    )
-    labels = {p.label for p in stages.postprocess(logits[0], default_model.labels, 3)}
-    assert {"虎斑猫", "埃及猫"} <= labels
-
-
-def test_postprocess_rounds_to_four_decimals_and_sorts() -> None:
-    logits = torch.tensor([0.0, 2.0, 1.0, -1.0])
-    top = stages.postprocess(logits, ["a", "b", "c", "d"], 5)
-    assert [p.class_id for p in top] == [1, 2, 0, 3]
-    assert [p.score for p in top] == [round(s, 4) for s in torch.softmax(logits, 0)[[1, 2, 0, 3]].tolist()]
-    assert sum(p.score for p in top) == pytest.approx(1.0, abs=1e-3)
-
-
-def test_reference_predictions_hold_through_the_runner(data_dir) -> None:
-    """The path `wwts classify` takes: decoded ahead, crop-box resampling, uint8 crops
-    normalised per batch, BatchNorm folded, channels_last, a batch of 4 plus a rest."""
-    from pipeline.models import create
-    from pipeline.runner import Runner
-
-    model = create("efficientnet-lite0")  # fresh: the runner folds it in place
+@pytest.mark.parametrize("runtime", ["onnxruntime", "torch"])
+def test_reference_predictions_hold_through_the_pipeline(runtime: str, data_dir, make_pipeline) -> None:
+    """The path `wwts classify` takes: decoded ahead, crop-box resampling, uint8 crops,
+    a batch of 4 plus a rest, on the runtime named."""
     names = sorted(REFERENCE)
-    results = list(Runner(model, torch.device("cpu"), top_k=3, batch_size=4).run([str(data_dir / n) for n in names]))
-    assert model.foldable_batchnorm and not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.module.modules())
+    with make_pipeline(runtime=runtime, top_k=3, batch_size=4) as pipeline:
+        results = list(pipeline.run([str(data_dir / n) for n in names]))
     for name, result in zip(names, results, strict=True):
         assert result.ok, (name, result.error)
+        assert result.runtime == runtime
         for prediction, (ids, probability) in zip(result.predictions, REFERENCE[name], strict=True):
             assert prediction.class_id in ids, (name, result.predictions)
             assert prediction.score == pytest.approx(probability, abs=TOLERANCE), (name, result.predictions)
+            assert prediction.label == pipeline.labels[prediction.class_id]
+        assert [p.rank for p in result.predictions] == [1, 2, 3]
+
+
+def test_chelsea_top3_names_the_cats_in_chinese(data_dir, make_pipeline) -> None:
+    with make_pipeline(top_k=3) as pipeline:
+        [result] = list(pipeline.run([str(data_dir / "chelsea.png")]))
+    assert {"虎斑猫", "埃及猫"} <= {p.label for p in result.predictions}
+
+
+def test_postprocess_rounds_to_four_decimals_and_sorts() -> None:
+    logits = np.array([0.0, 2.0, 1.0, -1.0], dtype=np.float32)
+    top = stages.postprocess(logits, ["a", "b", "c", "d"], 5)
+    assert [p.class_id for p in top] == [1, 2, 0, 3]
+    exp = np.exp(logits - logits.max())
+    softmax = exp / exp.sum()
+    assert [p.score for p in top] == [round(float(s), 4) for s in softmax[[1, 2, 0, 3]]]
+    assert sum(p.score for p in top) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_postprocess_takes_the_k_best_of_many_classes() -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=54092).astype(np.float32)
+    top = stages.postprocess(logits, [str(i) for i in range(54092)], 5)
+    assert [p.class_id for p in top] == np.argsort(-logits)[:5].tolist()

@@ -6,33 +6,29 @@ import logging
 from pathlib import Path
 
 import pytest
-import torch
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from pipeline.runner import Runner
-from telemetry.hooks import TelemetryHooks, Thresholds
-from telemetry.resources import ResourceSampler
-
-STAGES = ["load", "preprocess", "forward", "postprocess"]
+from pipeline.defaults import STAGES
+from pipeline.driver import Pipeline
+from telemetry.hooks import TelemetryHooks
+from telemetry.resources import RSS, SYSTEM_MEMORY_USED, CPU_UTILIZATION, ResourceSampler
+from telemetry.thresholds import Thresholds
 
 
 @pytest.fixture
-def traced(default_model):
+def traced(make_pipeline):
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     logger = logging.getLogger("wwts.test-spans")
     logger.propagate = False
 
-    def make(batch_size: int = 1, thresholds: Thresholds = Thresholds()) -> Runner:
-        hooks = TelemetryHooks(
-            provider.get_tracer("test"), logger, model_name="efficientnet-lite0", device="cpu",
-            sampler=ResourceSampler(), thresholds=thresholds,
-        )
-        return Runner(default_model, torch.device("cpu"), batch_size=batch_size, hooks=hooks)
+    def make(batch_size: int = 1, thresholds: Thresholds = Thresholds(), **config: object) -> Pipeline:
+        hooks = TelemetryHooks(provider.get_tracer("test"), logger, sampler=ResourceSampler(), thresholds=thresholds)
+        return make_pipeline(hooks, batch_size=batch_size, **config)
 
     return make, exporter
 
@@ -54,18 +50,19 @@ def test_one_image_makes_a_classify_span_with_four_stage_children(traced, data_d
     assert len(spans) == 5 and root.parent is None
     assert result.trace_id == format(root.context.trace_id, "032x")
     attributes = root.attributes
-    assert attributes["image.path"].endswith("coffee.png")
-    assert attributes["image.md5"] == result.image.md5
-    assert (attributes["image.width"], attributes["image.height"]) == (600, 400)
-    assert (attributes["image.mode"], attributes["image.format"], attributes["image.bytes"]) == ("RGB", "PNG", 466706)
+    assert attributes["wwts.input"].endswith("coffee.png") and attributes["file.name"] == "coffee.png"
+    assert attributes["file.path"] == str(data_dir / "coffee.png")
+    assert attributes["wwts.image.md5"] == result.image.md5
+    assert (attributes["wwts.image.width"], attributes["wwts.image.height"]) == (600, 400)
+    assert (attributes["wwts.image.mode"], attributes["wwts.image.format"], attributes["file.size"]) == ("RGB", "PNG", 466706)
     assert attributes["wwts.model.name"] == "efficientnet-lite0" and attributes["wwts.device"] == "cpu"
+    assert attributes["wwts.runtime"] == result.runtime == "onnxruntime"
     assert attributes["wwts.top1.label"] == "浓缩咖啡" and attributes["wwts.top1.class_id"] == 967
     assert attributes["wwts.top1.score"] == pytest.approx(0.96, abs=0.02)
     for child in children:
-        assert child.attributes["process.memory.usage"] > 0
-        assert "process.cpu.utilization" in child.attributes
-        assert child.attributes["system.memory.usage"] > 0
-        assert not any(k.startswith("wwts.resource.gpu") for k in child.attributes) or torch.cuda.is_available()
+        assert child.attributes[RSS] > 0 and child.attributes[SYSTEM_MEMORY_USED] > 0
+        assert 0.0 <= child.attributes[CPU_UTILIZATION] <= 1.0  # of all CPUs, not of one
+        assert not any(k.startswith("process.") or k.startswith("system.") for k in child.attributes)
 
 
 def test_each_image_gets_its_own_trace(traced, data_dir: Path) -> None:
@@ -97,7 +94,11 @@ def test_a_failed_stage_records_the_exception_and_marks_both_spans(traced, tmp_p
     spans = {s.name: s for s in exporter.get_finished_spans()}
     assert spans["load"].status.status_code is StatusCode.ERROR
     assert spans["load"].events[0].name == "exception"
-    assert spans["wwts.classify"].status.status_code is StatusCode.ERROR
+    root = spans["wwts.classify"]
+    assert root.status.status_code is StatusCode.ERROR
+    assert root.status.description == str(result.error)  # the message, not a prefix
+    assert root.attributes["error.type"] == spans["load"].attributes["error.type"] == "PIL.UnidentifiedImageError"
+    assert spans["load"].events[0].attributes["exception.type"] == "PIL.UnidentifiedImageError"
     assert "preprocess" not in spans and "forward" not in spans
 
 
@@ -114,12 +115,16 @@ def test_images_loaded_but_never_classified_end_as_cancelled(traced, data_dir: P
     """A stopped run (SIGINT/SIGTERM) leaves images that were decoded ahead: their spans
     still end, marked, instead of vanishing from the trace store."""
     make, exporter = traced
-    results = make().run([str(data_dir / "coffee.png")] * 4)
+    pipeline = make(ahead=4)
+    stop = []
+    results = pipeline.run([str(data_dir / "coffee.png")] * 6, stopped=lambda: bool(stop))
     first = next(results)
-    results.close()  # what the CLI does when a signal arrives
+    stop.append(True)  # what a signal does
+    assert list(results) == []  # nothing more is taken
     roots = [s for s in exporter.get_finished_spans() if s.name == "wwts.classify"]
-    assert len(roots) == 4
+    begun = len(roots)  # how many the decode worker had started: 1 to 5 (the ahead window)
+    assert 1 <= begun <= 5
     cancelled = [s for s in roots if s.attributes.get("wwts.cancelled")]
-    assert len(cancelled) == 3 and all(e.name == "wwts.cancelled" for s in cancelled for e in s.events)
+    assert len(cancelled) == begun - 1 and all(e.name == "wwts.cancelled" for s in cancelled for e in s.events)
     done = next(s for s in roots if not s.attributes.get("wwts.cancelled"))
     assert format(done.context.trace_id, "032x") == first.trace_id and first.ok

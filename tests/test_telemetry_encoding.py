@@ -1,5 +1,6 @@
-"""The fast encoders write exactly what the generic paths write: the trace file's direct
-OTLP/JSON encoder vs protobuf's MessageToDict, the ECS formatter's fast path vs ecs-logging's."""
+"""The local files are what they claim to be: the trace file is real OTLP/JSON (it parses
+into the protobuf message the collector takes, enums as integers, ids in hex), and a
+record is ecs-logging's own document with wwts's fields added, nothing taken away."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, Status, StatusCode
 
-from telemetry.otlp_file import to_otlp_json, to_otlp_json_via_protobuf
-from telemetry.records import EcsFormatter, _SlowPath
+from telemetry.otlp_file import OtlpJsonFileExporter
+from telemetry.records import EXCLUDED_FIELDS, EcsFormatter, trace_fields
+from telemetry.trace_shipping import _base64_ids
 
 
 @pytest.fixture
@@ -53,19 +55,6 @@ def spans():
     return exporter.get_finished_spans()
 
 
-def test_direct_encoder_matches_protobuf_json(spans) -> None:
-    assert len(spans) == 5
-    assert to_otlp_json(spans) == to_otlp_json_via_protobuf(spans)
-    assert to_otlp_json(spans[:1]) == to_otlp_json_via_protobuf(spans[:1])
-    assert to_otlp_json([]) == to_otlp_json_via_protobuf([])
-
-
-def test_unsupported_values_fall_back_to_protobuf(spans) -> None:
-    span = spans[0]
-    span._attributes = dict(span.attributes) | {"raw": b"\x00\x01", "nan": float("nan")}  # type: ignore[attr-defined]
-    assert to_otlp_json([span]) == to_otlp_json_via_protobuf([span])
-
-
 # -- ECS records -------------------------------------------------------------------------
 
 
@@ -85,15 +74,14 @@ RECORDS = [
     lambda: _record(
         "%s: %s (%.4f)", "a/猫.jpg", "虎斑猫", 0.4123,
         extra={
-            "event": {"dataset": "wwts.inference", "kind": "event", "category": ["process"], "outcome": "success",
+            "event": {"dataset": "wwts.inference", "kind": "event", "category": ["file"], "type": ["info"], "outcome": "success",
                       "duration": 28200000},
             "file": {"path": "a/猫.jpg", "name": "猫.jpg", "size": 1234, "hash": {"md5": "0" * 32}},
             "wwts": {
                 "model": {"name": "efficientnet-lite0"}, "device": "cpu",
                 "latency_ms": {"load": 5.0, "preprocess": 3.0, "forward": 20.0, "postprocess": 0.2, "total": 28.2},
                 "image": {"width": 1600, "height": 1067, "mode": "RGB", "format": "JPEG"},
-                "resource": {"process": {"cpu_percent": 100.0, "rss_bytes": 1}, "system": {"memory_used_bytes": 2,
-                             "memory_percent": 3.0}, "gpu": []},
+                "resource": {"process": {"cpu": {"utilization": 0.5}, "memory": {"rss": 1}}},
                 "labels": [{"rank": 1, "label": "虎斑猫", "score": 0.4123, "class_id": 281}],
                 "top1": {"label": "虎斑猫", "score": 0.4123, "class_id": 281},
             },
@@ -108,28 +96,51 @@ RECORDS = [
 ]
 
 
+def test_the_trace_file_is_otlp_json(spans, tmp_path) -> None:
+    from google.protobuf.json_format import ParseDict
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    exporter = OtlpJsonFileExporter(tmp_path)
+    exporter.export(spans)
+    exporter.shutdown()
+    [file] = tmp_path.glob("traces-*.jsonl")
+    [line] = file.read_text(encoding="utf-8").splitlines()
+    document = json.loads(line)
+    encoded = [s for r in document["resourceSpans"] for g in r["scopeSpans"] for s in g["spans"]]
+    assert len(encoded) == 5
+    assert all(isinstance(s["kind"], int) for s in encoded)  # OTLP/JSON: enums as integers
+    assert {s["traceId"] for s in encoded} == {format(s.context.trace_id, "032x") for s in spans}
+    failing = next(s for s in encoded if s["name"] == "preprocess")
+    assert failing["status"]["code"] == 2 and failing["events"][0]["name"] == "exception"
+    message = ParseDict(_base64_ids(json.loads(line)), ExportTraceServiceRequest())
+    assert sum(len(g.spans) for r in message.resource_spans for g in r.scope_spans) == 5
+
+
 @pytest.mark.parametrize("make", RECORDS)
-def test_fast_ecs_document_matches_ecs_logging(make) -> None:
-    formatter = EcsFormatter("wwts", "0.1.0")
-    record = make()
+def test_a_record_is_ecs_loggings_document_plus_ours(make) -> None:
+    static = {"service": {"name": "wwts", "version": "0.1.0"}, "host": {"name": "box"}}
+    formatter = EcsFormatter(static)
     try:
-        expected = ecs_logging.StdlibFormatter.format_to_ecs(formatter, record)
-    except (TypeError, ValueError) as exc:  # ecs-logging refuses it: so must we
+        expected = ecs_logging.StdlibFormatter(extra=static, exclude_fields=EXCLUDED_FIELDS).format_to_ecs(make())
+    except (TypeError, ValueError) as exc:  # ecs-logging refuses it: so do we
         with pytest.raises(type(exc)):
             formatter.format_to_ecs(make())
         return
-    try:
-        actual = formatter._fast_document(record)
-    except _SlowPath:
-        actual = None  # ecs-logging's own path: equal by construction
-    if actual is not None:
-        assert actual == expected
-    line = formatter.format(make())
-    document = json.loads(line)
+    actual = formatter.format_to_ecs(make())
+    added = {key for key in actual if key not in expected}
+    assert added <= {"event", "trace", "span"}
+    for key, value in expected.items():
+        if key in ("@timestamp", "event"):
+            continue
+        assert actual[key] == value, key
+    assert len(actual["event"]["id"]) == 32 and actual["event"]["dataset"]
+    document = json.loads(formatter.format(make()))
     assert list(document)[:3] == ["@timestamp", "log.level", "message"]
-    assert len(document["event"]["id"]) == 32 and document["service"] == {"name": "wwts", "version": "0.1.0"}
 
 
-def test_inference_records_take_the_fast_path() -> None:
-    formatter = EcsFormatter("wwts", "0.1.0")
-    assert formatter._fast_document(RECORDS[1]())["wwts"]["top1"]["label"] == "虎斑猫"
+def test_a_record_made_for_a_span_carries_its_ids(spans) -> None:
+    formatter = EcsFormatter({"service": {"name": "wwts"}})
+    context = spans[0].context
+    document = formatter.format_to_ecs(_record("x", extra=trace_fields(context)))
+    assert document["trace"]["id"] == format(context.trace_id, "032x")
+    assert document["span"]["id"] == format(context.span_id, "016x")

@@ -1,4 +1,9 @@
-"""`wwts classify`: set up telemetry, build the model, run the inputs, print results."""
+"""`wwts classify`: start telemetry, build the pipeline, run the inputs, show each result.
+
+The pipeline decodes ahead while its runtime opens (see `pipeline.driver`); this module
+only renders: one stdout line (or JSON object) per input, the seed script's console
+lines for each classified image, and one stderr line for each failed one.
+"""
 
 from __future__ import annotations
 
@@ -11,36 +16,33 @@ from typing import TextIO
 
 from pipeline import inputs as input_paths
 from pipeline.device import DeviceError
-from pipeline.device import check as check_device
-from pipeline.device import resolve as resolve_device
-from pipeline.models import ModelError, create, preprocessing
-from pipeline.runner import CpuThreads, Hooks, Prefetcher, Result, Runner, available_cores
-from telemetry import elastic
-from telemetry.hooks import Thresholds
+from pipeline.driver import Pipeline, PipelineConfig
+from pipeline.models import DEFAULT_MODEL, ModelError
+from pipeline.results import Result
+from pipeline.runtimes import RuntimeUnavailable
+from telemetry.console import line
+from telemetry.names import STARTUP
 from telemetry.session import Telemetry, TelemetryConfig
-from wwts import __version__
-from wwts.cli_support import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from wwts.facts import runtime_facts
-from wwts.results import json_line, to_line
+from wwts import __version__, render
+from wwts.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from wwts.facts import runtime_facts, startup_line
 from wwts.settings import Settings
 from wwts.signals import GracefulStop
 
 PROGRESS_MIN_INPUTS = 10  # a bar for fewer images is noise
 SEPARATOR = "=" * 60
-# Measured on 2 cores, EfficientNet-Lite0 with BatchNorm folded, channels_last
-# (benchmarks/README.md): batch 4 beats 2 by ~30 % per image; 8 is no better.
-CPU_AUTO_BATCH = 4
-GPU_AUTO_BATCH = 32
+SETUP_ERRORS = (ModelError, DeviceError, RuntimeUnavailable)
 
 
 @dataclass
 class ClassifyOptions:
     paths: list[str]
     top_k: int = 5
-    model: str = "efficientnet-lite0"
+    model: str = DEFAULT_MODEL
     model_dir: Path | None = None
+    runtime: str = "auto"
     device: str = "auto"
-    batch_size: int | str = "auto"
+    batch_size: int | None = None  # None: auto
     recursive: bool = False
     as_json: bool = False
     log_dir: Path = Path("logs")
@@ -48,105 +50,65 @@ class ClassifyOptions:
     workers: int = 1
 
 
-def auto_batch_size(device_type: str) -> int:
-    return GPU_AUTO_BATCH if device_type == "cuda" else CPU_AUTO_BATCH
-
-
-def cpu_threads(workers: int) -> CpuThreads:
-    """Torch's intra-op threads for a CPU run: the cores the load workers leave free
-    while they decode, every core once they are done (on 2 cores: 1, then 2)."""
-    cores = available_cores()
-    return CpuThreads(while_decoding=max(1, cores - max(0, workers)), after_decoding=cores)
+def pipeline_config(options: ClassifyOptions, settings: Settings) -> PipelineConfig:
+    return PipelineConfig(
+        model=options.model, model_dir=options.model_dir, runtime=options.runtime, device=options.device,
+        batch_size=options.batch_size, top_k=options.top_k, workers=options.workers,
+        max_pixels=settings.max_image_pixels, cache_dir=settings.cache_dir,
+    )
 
 
 def run_classify(options: ClassifyOptions, settings: Settings, out: TextIO | None = None) -> int:
-    """Decoding starts first, on a worker thread, and runs while this thread imports
-    torch and builds the model (seconds on a small CPU): see `pipeline.runner`."""
     out = out or sys.stdout
-    try:
-        check_device(options.device)
-    except DeviceError as exc:
-        print(f"wwts: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     telemetry = Telemetry(
         TelemetryConfig(
-            log_dir=options.log_dir,
-            service_version=__version__,
-            enabled=options.telemetry,
+            log_dir=options.log_dir, service_version=__version__, enabled=options.telemetry,
             console_level=logging.WARNING if options.as_json else logging.INFO,
-            thresholds=Thresholds(settings.latency_alert_ms, settings.gpu_temp_alert_c),
-            es_client_factory=(lambda: elastic.client(settings)) if settings.es_url else None,
+            thresholds=settings.thresholds, es=settings.es,
         )
     ).start()
     log = telemetry.logger
+    startup = {"event": {"dataset": STARTUP, "kind": "event"}}
+    pipeline: Pipeline | None = None
     try:
         try:
-            spec = preprocessing(options.model)
-        except ModelError as exc:
-            log.error("model %s: %s", options.model, exc, extra={"event": {"dataset": "wwts.startup"}})
+            pipeline = Pipeline(pipeline_config(options, settings), telemetry.hooks())
+        except SETUP_ERRORS as exc:
+            log.error("model %s: %s", options.model, exc, extra=startup)
             return EXIT_USAGE
-        hooks = telemetry.hooks(options.model)
+        facts = runtime_facts(pipeline.plan, options.model)
+        log.info(startup_line(facts), extra={**startup, "wwts": {"startup": facts}})
         items = list(input_paths.expand(options.paths, recursive=options.recursive))
-        prefetch = Prefetcher(items, spec, hooks, workers=options.workers, max_pixels=settings.max_image_pixels)
-        with prefetch, GracefulStop() as stop:
-            code = _classify(options, prefetch, hooks, log, stop, out, len(items))
+        with GracefulStop() as stop:
+            try:
+                failed = _show(pipeline.run(items, stopped=stop.requested), options, telemetry, out, len(items))
+            except SETUP_ERRORS as exc:  # the runtime could not be opened
+                log.error("model %s: %s", options.model, exc, extra=startup)
+                return EXIT_USAGE
         if stop.exit_code is not None:
             log.warning("stopped by signal %d; in-flight images completed", stop.signum)
             return stop.exit_code
-        return code
+        return EXIT_FAILED if failed else EXIT_OK
     finally:
         log.info(SEPARATOR)
+        if pipeline is not None:
+            pipeline.close()
         telemetry.shutdown()
 
 
-def _classify(
-    options: ClassifyOptions,
-    prefetch: Prefetcher,
-    hooks: Hooks,
-    log: logging.Logger,
-    stop: GracefulStop,
-    out: TextIO,
-    total: int,
-) -> int:
-    """Import torch, build the model and run the prepared images through it."""
-    try:
-        device = resolve_device(options.device)
-    except DeviceError as exc:
-        print(f"wwts: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    hooks.set_device(str(device))
-    facts = runtime_facts(str(device))
-    facts["model"] = options.model
-    log.info(
-        "Python %s | torch %s | CUDA available: %s | GPU: %s | model: %s | device: %s",
-        facts["python"], facts["torch"], facts["cuda_available"], ", ".join(facts["gpu"]) or "none",
-        options.model, device,
-        extra={"event": {"dataset": "wwts.startup", "kind": "event"}, "wwts": {"startup": facts}},
-    )
-    try:
-        model = create(options.model, options.model_dir)
-    except ModelError as exc:
-        log.error("model %s: %s", options.model, exc, extra={"event": {"dataset": "wwts.startup"}})
-        return EXIT_USAGE
-    batch_size = auto_batch_size(device.type) if options.batch_size == "auto" else int(options.batch_size)
-    runner = Runner(
-        model, device, top_k=options.top_k, batch_size=batch_size, hooks=hooks,
-        workers=options.workers, cpu_threads=cpu_threads(options.workers),
-    )
-    results = runner.complete(stop.until_stopped(prefetch), prefetch)
-    failed = _emit_results(results, options, str(device), total, out)
-    return EXIT_FAILED if failed else EXIT_OK
-
-
-def _emit_results(results: Iterable[Result], options: ClassifyOptions, device: str, total: int, out: TextIO) -> int:
+def _show(results: Iterable[Result], options: ClassifyOptions, telemetry: Telemetry, out: TextIO, total: int) -> int:
+    """Render each result as it comes; returns how many failed."""
     failed = 0
     with _progress(total) as advance:
         for result in results:
-            failed += not result.ok
-            if options.as_json:
-                out.write(json_line(result, options.model, device) + "\n")
+            if result.ok:
+                if not options.as_json:
+                    for text in render.console_lines(result, telemetry.snapshot()):
+                        sys.stderr.write(line("INFO", text) + "\n")  # looked up each time: rich may redirect it
             else:
-                out.write(to_line(result) + "\n")
+                failed += 1
+                sys.stderr.write(line("ERROR", f"{result.path}: {render.failure(result)}") + "\n")
+            out.write((render.json_line(result) if options.as_json else render.stdout_line(result)) + "\n")
             out.flush()
             advance()
     return failed
@@ -172,4 +134,3 @@ class _progress:
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
             self._progress.__exit__(None, None, None)
-

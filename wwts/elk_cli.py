@@ -3,20 +3,13 @@ then the Kibana saved objects through Kibana's import API."""
 
 from __future__ import annotations
 
-import base64
 import json
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from wwts.cli_support import backend_failure, es_client_or_exit, settings_or_exit
-from wwts.settings import Settings
-
-ELK = Path(__file__).resolve().parent.parent / "deploy" / "elk"
-LOGS_POLICY = "wwts-logs"
-TRACES_TEMPLATE = "wwts-traces"
-SAVED_OBJECTS = ELK / "kibana" / "saved-objects.ndjson"
+from wwts.cli_support import es_client, settings
+from wwts.errors import BackendError
 
 app = typer.Typer(help="Set up Elasticsearch and Kibana for wwts.", no_args_is_help=True)
 
@@ -31,37 +24,37 @@ def has_ilm(client: Any) -> bool:
 
 
 def install_templates(client: Any) -> list[str]:
+    from telemetry.assets import LOGS_POLICY_FILE, TRACES_TEMPLATE_FILE, json_asset
+    from telemetry.names import LOGS_POLICY, LOGS_TEMPLATE, TRACES_TEMPLATE
     from telemetry.shipping import ensure_template
 
     done = []
     policy = None
     if has_ilm(client):
-        body = json.loads((ELK / "ilm-policy.json").read_text(encoding="utf-8"))
-        client.ilm.put_lifecycle(name=LOGS_POLICY, **body)
+        client.ilm.put_lifecycle(name=LOGS_POLICY, **json_asset(LOGS_POLICY_FILE))
         policy = LOGS_POLICY
-        done.append(f"ILM policy {LOGS_POLICY} (delete after 7 days)")
+        done.append(f"ILM policy {LOGS_POLICY}")
     ensure_template(client, lifecycle_policy=policy)
-    done.append("index template wwts-logs" + (f" → lifecycle {policy}" if policy else " (no ILM here: use `wwts logs prune`)"))
-    traces = json.loads((ELK / "traces-template.json").read_text(encoding="utf-8"))
-    client.indices.put_index_template(name=TRACES_TEMPLATE, **traces)
+    done.append(f"index template {LOGS_TEMPLATE}" + (f" → lifecycle {policy}" if policy else " (no ILM here: use `wwts logs prune`)"))
+    client.indices.put_index_template(name=TRACES_TEMPLATE, **json_asset(TRACES_TEMPLATE_FILE))
     done.append(f"index template {TRACES_TEMPLATE}")
     return done
 
 
-def import_saved_objects(kibana_url: str, settings: Settings, path: Path = SAVED_OBJECTS) -> dict[str, Any]:
+def import_saved_objects(kibana_url: str, authorization: str | None, ca_certs: str | None) -> dict[str, Any]:
     import urllib3
 
+    from telemetry.assets import SAVED_OBJECTS_FILE, asset
+
     headers = {"kbn-xsrf": "true"}
-    if settings.es_api_key:
-        headers["Authorization"] = f"ApiKey {settings.es_api_key}"
-    elif settings.es_username and settings.es_password:
-        token = base64.b64encode(f"{settings.es_username}:{settings.es_password}".encode()).decode()
-        headers["Authorization"] = f"Basic {token}"
-    pool = urllib3.PoolManager(ca_certs=settings.es_ca_certs) if settings.es_ca_certs else urllib3.PoolManager()
+    if authorization:
+        headers["Authorization"] = authorization
+    pool = urllib3.PoolManager(ca_certs=ca_certs) if ca_certs else urllib3.PoolManager()
+    objects = asset(SAVED_OBJECTS_FILE)
     response = pool.request(
         "POST",
         kibana_url.rstrip("/") + "/api/saved_objects/_import?overwrite=true",
-        fields={"file": (path.name, path.read_bytes(), "application/ndjson")},
+        fields={"file": (objects.name, objects.read_bytes(), "application/ndjson")},
         headers=headers,
         timeout=urllib3.Timeout(total=30.0),
     )
@@ -77,18 +70,19 @@ def setup(
     kibana_url: Annotated[str | None, typer.Option("--kibana-url", envvar="KIBANA_URL", help="Kibana base URL.")] = None,
 ) -> None:
     """Install the index templates (and ILM where present); import the Kibana saved objects."""
-    settings = settings_or_exit()
-    client = es_client_or_exit(settings)
+    config = settings()
+    client = es_client(config)
     try:
         for line in install_templates(client):
             typer.echo(f"installed {line}")
     except Exception as exc:
-        raise backend_failure("Elasticsearch setup failed", exc) from None
+        raise BackendError.of("Elasticsearch setup failed", exc) from None
     if not kibana_url:
         typer.echo("no --kibana-url / KIBANA_URL: Kibana saved objects not imported")
         return
+    assert config.es is not None
     try:
-        result = import_saved_objects(kibana_url, settings)
+        result = import_saved_objects(kibana_url, config.es.authorization(), config.es.ca_certs)
     except Exception as exc:
-        raise backend_failure("Kibana import failed", exc) from None
-    typer.echo(f"imported {result.get('successCount', 0)} Kibana saved object(s) from {SAVED_OBJECTS.name}")
+        raise BackendError.of("Kibana import failed", exc) from None
+    typer.echo(f"imported {result.get('successCount', 0)} Kibana saved object(s)")

@@ -8,7 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
-from wwts.cli_support import backend_failure, es_client_or_exit, settings_or_exit, table_console
+from telemetry.daily import DEFAULT_KEEP_DAYS
+from wwts.cli_support import es_client, settings, table_console
+from wwts.errors import BackendError
 
 app = typer.Typer(help="Search, ship and prune the ECS log records.", no_args_is_help=True)
 
@@ -25,18 +27,18 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="One record (ECS JSON) per line.")] = False,
 ) -> None:
     """Find records the way an incident reviewer does in Kibana."""
-    from telemetry import search as log_search
+    from queries import logs as log_search
 
     query = log_search.LogQuery(md5, label, min_latency_ms, level, trace_id, since, limit)
     try:
         log_search.build(query)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    client = es_client_or_exit()
+    client = es_client()
     try:
         documents = log_search.run(client, query)
     except Exception as exc:
-        raise backend_failure("search failed", exc) from None
+        raise BackendError.of("search failed", exc) from None
     if as_json:
         for document in documents:
             typer.echo(json.dumps(document, ensure_ascii=False))
@@ -47,7 +49,7 @@ def search(
 def _print_table(documents: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
-    from telemetry.console import printable
+    from pipeline.text import printable
 
     table = Table(title=f"{len(documents)} record(s), newest first")
     for column in ("time (UTC)", "level", "dataset", "file", "top-1", "score", "total ms", "trace.id", "message"):
@@ -75,42 +77,46 @@ def ship() -> None:
     """Send every local record not yet in Elasticsearch (safe to repeat: no duplicates)."""
     from telemetry.shipping import ensure_template, ship_directory
 
-    settings = settings_or_exit()
-    client = es_client_or_exit(settings)
+    config = settings()
+    client = es_client(config)
     try:
         ensure_template(client)
-        report = ship_directory(client, settings.log_dir)
+        report = ship_directory(client, config.log_dir)
     except Exception as exc:
-        raise backend_failure("shipping stopped, the rest stays on disk for the next try", exc) from None
+        raise BackendError.of("shipping stopped, the rest stays on disk for the next try", exc) from None
     typer.echo(
-        f"shipped {report.sent} new record(s) from {report.files} file(s) in {settings.log_dir}"
+        f"shipped {report.sent} new record(s) from {report.files} file(s) in {config.log_dir}"
         f" ({report.already} already there, {report.skipped} unreadable line(s) skipped)"
     )
 
 
 @app.command()
-def prune(keep_days: Annotated[int, typer.Option("--keep-days", min=1, help="Keep this many days, today included.")] = 7) -> None:
+def prune(
+    keep_days: Annotated[
+        int, typer.Option("--keep-days", min=1, help="Keep this many days, today included.")
+    ] = DEFAULT_KEEP_DAYS,
+) -> None:
     """Delete local daily files and Elasticsearch daily indices older than N days."""
     from telemetry.daily import prune as prune_files
     from telemetry.daily import utc_today
-    from telemetry.shipping import INDEX_PREFIX
+    from telemetry.names import LOGS_INDEX_PATTERN
 
-    settings = settings_or_exit()
-    removed = prune_files(settings.log_dir, keep_days)
-    typer.echo(f"removed {len(removed)} local file(s) older than {keep_days} day(s) from {settings.log_dir}")
+    config = settings()
+    removed = prune_files(config.log_dir, keep_days)
+    typer.echo(f"removed {len(removed)} local file(s) older than {keep_days} day(s) from {config.log_dir}")
     for path in removed:
         typer.echo(f"  {path.name}")
-    if not settings.es_url:
+    if config.es is None:
         return
-    client = es_client_or_exit(settings)
+    client = es_client(config)
     cutoff = utc_today() - dt.timedelta(days=keep_days - 1)
     try:
-        names = list(client.indices.get(index=f"{INDEX_PREFIX}*", allow_no_indices=True, expand_wildcards="open,closed"))
+        names = list(client.indices.get(index=LOGS_INDEX_PATTERN, allow_no_indices=True, expand_wildcards="open,closed"))
         old = [name for name in names if (day := _index_day(name)) is not None and day < cutoff]
         for name in sorted(old):
             client.indices.delete(index=name)
     except Exception as exc:
-        raise backend_failure("pruning Elasticsearch failed", exc) from None
+        raise BackendError.of("pruning Elasticsearch failed", exc) from None
     typer.echo(f"deleted {len(old)} index(es) older than {keep_days} day(s): {', '.join(sorted(old)) or '-'}")
 
 

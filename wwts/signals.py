@@ -6,11 +6,7 @@ A second signal falls back to the default behaviour (an immediate stop).
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterable, Iterator
 from types import FrameType
-from typing import TypeVar
-
-T = TypeVar("T")
 
 
 class GracefulStop:
@@ -38,13 +34,6 @@ class GracefulStop:
     def exit_code(self) -> int | None:
         return None if self.signum is None else 128 + self.signum
 
-    def until_stopped(self, items: Iterable[T]) -> Iterator[T]:
-        """`items` until a signal arrives; checked before taking the next one, so an
-        item taken from `items` is always passed on (and completed)."""
-        iterator = iter(items)
-        while self.signum is None:
-            try:
-                item = next(iterator)
-            except StopIteration:
-                return
-            yield item
+    def requested(self) -> bool:
+        """Whether a signal asked the run to stop (the driver asks before each input)."""
+        return self.signum is not None

@@ -1,4 +1,4 @@
-"""Read traces back from the `wwts-traces` index the Collector's Elasticsearch exporter
+"""Read traces back from the traces index the Collector's Elasticsearch exporter
 writes (mapping mode `none`: flat documents, `Duration` in microseconds, root spans
 without `ParentSpanId`)."""
 
@@ -8,11 +8,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from telemetry.hooks import CLASSIFY_SPAN
-from telemetry.search import INDEX_PATTERN as LOGS_INDEX
-from telemetry.search import since_to_date_math
-
-TRACES_INDEX = "wwts-traces*"
+from queries.logs import since_to_date_math
+from telemetry.names import CLASSIFY_SPAN, LOGS_INDEX_PATTERN, TRACES_INDEX_PATTERN
 STATUS = {0: "UNSET", 1: "OK", 2: "ERROR"}
 
 
@@ -59,7 +56,7 @@ def parse_time(text: str) -> dt.datetime:
 
 def spans_of(client: Any, trace_id: str) -> list[SpanDoc]:
     response = client.search(
-        index=TRACES_INDEX,
+        index=TRACES_INDEX_PATTERN,
         query={"term": {"TraceId": trace_id.lower()}},
         sort=[{"@timestamp": {"order": "asc"}}],
         size=1000,
@@ -86,7 +83,7 @@ def tree(spans: list[SpanDoc]) -> list[SpanDoc]:
 
 def log_messages(client: Any, trace_id: str, limit: int = 50) -> list[dict[str, Any]]:
     response = client.search(
-        index=LOGS_INDEX,
+        index=LOGS_INDEX_PATTERN,
         query={"term": {"trace.id": trace_id.lower()}},
         sort=[{"@timestamp": {"order": "asc"}}],
         size=limit,
@@ -99,7 +96,7 @@ def log_messages(client: Any, trace_id: str, limit: int = 50) -> list[dict[str, 
 def slow_traces(client: Any, min_ms: float, since: str, limit: int) -> list[tuple[SpanDoc, SpanDoc | None]]:
     """The slowest root `wwts.classify` spans, each with its slowest child stage."""
     response = client.search(
-        index=TRACES_INDEX,
+        index=TRACES_INDEX_PATTERN,
         query={
             "bool": {
                 "filter": [
@@ -119,7 +116,7 @@ def slow_traces(client: Any, min_ms: float, since: str, limit: int) -> list[tupl
     if not roots:
         return []
     children = client.search(
-        index=TRACES_INDEX,
+        index=TRACES_INDEX_PATTERN,
         query={"terms": {"ParentSpanId": [root.span_id for root in roots]}},
         size=10 * len(roots),
         ignore_unavailable=True,

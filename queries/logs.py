@@ -7,9 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from telemetry.shipping import INDEX_PREFIX
-
-INDEX_PATTERN = f"{INDEX_PREFIX}*"
+from telemetry.names import LOGS_INDEX_PATTERN
 _SINCE = re.compile(r"^(\d+)([smhdw])$")
 
 
@@ -63,5 +61,5 @@ def build(query: LogQuery) -> dict[str, Any]:
 
 
 def run(client: Any, query: LogQuery) -> list[dict[str, Any]]:
-    response = client.search(index=INDEX_PATTERN, ignore_unavailable=True, allow_no_indices=True, **build(query))
+    response = client.search(index=LOGS_INDEX_PATTERN, ignore_unavailable=True, allow_no_indices=True, **build(query))
     return [hit["_source"] for hit in response["hits"]["hits"]]
