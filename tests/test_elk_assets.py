@@ -594,26 +594,33 @@ def test_overview_dashboard() -> None:
 
 
 def test_log_index_template_and_ilm_policy() -> None:
+    """The JSON and YAML copies of names and defaults hold to their one Python home."""
+    from telemetry.daily import DEFAULT_KEEP_DAYS
+    from telemetry.names import LOGS_INDEX_PATTERN, LOGS_INDEX_PREFIX, TRACES_INDEX
+
     template = logs_template()
-    assert template["index_patterns"] == ["wwts-logs-*"]
-    assert fnmatch.fnmatch("wwts-logs-2026.11.25", template["index_patterns"][0])
-    assert not fnmatch.fnmatch("wwts-traces", template["index_patterns"][0])
+    assert template["index_patterns"] == [LOGS_INDEX_PATTERN]
+    assert fnmatch.fnmatch(f"{LOGS_INDEX_PREFIX}2026.11.25", template["index_patterns"][0])
+    assert not fnmatch.fnmatch(TRACES_INDEX, template["index_patterns"][0])
     assert mapped_fields(LOGS_VIEW)["@timestamp"] == "date"
     policy = json.loads((ELK / "ilm-policy.json").read_text(encoding="utf-8"))["policy"]
     delete = policy["phases"]["delete"]
-    assert delete["min_age"] == "7d"
+    assert delete["min_age"] == f"{DEFAULT_KEEP_DAYS}d"
     assert "delete" in delete["actions"]
 
 
 def test_traces_template_matches_the_collector_index() -> None:
+    from telemetry.names import TRACES_INDEX
+
     template = traces_template()
-    assert any(fnmatch.fnmatch("wwts-traces", p) for p in template["index_patterns"])
+    assert any(fnmatch.fnmatch(TRACES_INDEX, p) for p in template["index_patterns"])
     fields = mapped_fields(TRACES_VIEW)
     for name in ("TraceId", "SpanId", "ParentSpanId", "Name"):
         assert fields[name] == "keyword"
     assert fields["@timestamp"] in DATES and fields["Duration"] == "long"
     config = (ELK / "otel-collector" / "config.yaml").read_text(encoding="utf-8")
-    assert re.search(r"traces_index:\s*wwts-traces\s", config)
+    [index] = re.findall(r"traces_index:\s*(\S+)", config)
+    assert re.sub(r"\$\{env:\w+:-([^}]*)\}", r"\1", index) == TRACES_INDEX  # a default for an env override, or literal
 
 
 # -- docker-compose -----------------------------------------------------------------------
@@ -729,7 +736,13 @@ def test_compose_wwts_setup() -> None:
     assert dockerfile.is_file()
     text = dockerfile.read_text(encoding="utf-8")
     assert re.search(r"^FROM python:3\.11-slim\b", text, re.MULTILINE)
-    assert "pip install" in text
+    assert "pip install -e" not in text and re.search(r"pip install \S*\.whl", text)  # a wheel, as users get it
+    copied = set(re.findall(r"^COPY (\w+) ", text, re.MULTILINE))
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    packaged = {pattern.rstrip("*") for pattern in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    assert packaged <= copied, packaged - copied  # every package the wheel carries is in the build stage
     command = service["command"]
     command = command if isinstance(command, list) else command.split()
     assert command[:3] == ["wwts", "elk", "setup"]

@@ -106,3 +106,26 @@ def test_load_hashes_the_bytes_it_decodes(tmp_path: Path) -> None:
     assert picture.size == (9, 7) and picture.mode == "RGB"
     assert loaded.md5 == hashlib.md5(data).hexdigest()
     assert (loaded.bytes, loaded.width, loaded.height, loaded.mode, loaded.format) == (len(data), 9, 7, "RGB", "PNG")
+
+
+def test_importing_the_decoder_changes_nothing_process_wide() -> None:
+    """Importing defines; `setup()` (called by the driver) installs the filters, once."""
+    import subprocess
+    import sys
+
+    script = (
+        "import logging, warnings\n"
+        "import numpy, PIL.Image\n"  # (they install warning filters of their own)
+        "before = (list(warnings.filters), list(logging.getLogger('PIL').handlers))\n"
+        "limit = PIL.Image.MAX_IMAGE_PIXELS\n"
+        "import pipeline.imaging as imaging, pipeline.stages\n"
+        "assert (list(warnings.filters), list(logging.getLogger('PIL').handlers)) == before, 'import changed state'\n"
+        "assert PIL.Image.MAX_IMAGE_PIXELS == limit\n"
+        "imaging.setup(1234)\n"
+        "assert PIL.Image.MAX_IMAGE_PIXELS == 1234 and len(warnings.filters) == len(before[0]) + 1\n"
+        "imaging.setup(1234)\n"
+        "assert len(warnings.filters) == len(before[0]) + 1, 'setup is not idempotent'\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

@@ -447,3 +447,32 @@ def test_labels_are_valid_unicode() -> None:
     assert display(os.fsdecode(b"/x/\xff\xfe.png")) == "/x/\\xff\\xfe.png"
     assert display("/x/咖啡\n.png") == "/x/咖啡\n.png"  # escaping for the terminal is the console's job
     assert label("/x/\udcff") == "/x/\\xff"
+
+
+def test_a_walk_takes_images_without_a_suffix_and_reports_broken_links(tmp_path: Path) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    shutil.copy(DATA / "coffee.png", folder / "no_extension")  # a PNG saved without a suffix
+    (folder / "notes.txt").write_text("not an image")  # skipped: neither named nor shaped like one
+    (folder / "photo.jpg").symlink_to(tmp_path / "gone.jpg")  # dangling, named like an image
+    (folder / "README").symlink_to(tmp_path / "gone")  # dangling, named like nothing in particular
+    os.mkfifo(folder / "pipe.png")
+    assert list(expand([folder])) == [str(folder / n) for n in ("no_extension", "photo.jpg", "pipe.png")]
+    deeper = folder / "sub"
+    deeper.mkdir()
+    shutil.copy(DATA / "rocket.jpg", deeper / "IMG_0001")
+    assert str(deeper / "IMG_0001") in list(expand([folder], recursive=True))
+
+
+def test_a_broken_link_in_a_directory_fails_alone_with_its_line(tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(DATA / "coffee.png", folder / "no_extension")
+    (folder / "photo.jpg").symlink_to(tmp_path / "gone.jpg")
+    done = run_wwts("classify", str(folder), "--json", "--log-dir", str(tmp_path / "logs"))
+    assert done.returncode == 1, done.stderr
+    objects = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(Path(o["path"]).name, o["ok"]) for o in objects] == [("no_extension", True), ("photo.jpg", False)]
+    assert objects[0]["labels"][0]["class_id"] == COFFEE and objects[0]["format"] == "PNG"
+    [line] = [line for line in done.stderr.splitlines() if line.strip()]
+    assert "photo.jpg" in line and "broken symbolic link" in line

@@ -71,24 +71,19 @@ def run_classify(options: ClassifyOptions, settings: Settings, out: TextIO | Non
     startup = {"event": {"dataset": STARTUP, "kind": "event"}}
     pipeline: Pipeline | None = None
     try:
-        try:
-            pipeline = Pipeline(pipeline_config(options, settings), telemetry.hooks())
-        except SETUP_ERRORS as exc:
-            log.error("model %s: %s", options.model, exc, extra=startup)
-            return EXIT_USAGE
+        pipeline = Pipeline(pipeline_config(options, settings), telemetry.hooks())
         facts = runtime_facts(pipeline.plan, options.model)
         log.info(startup_line(facts), extra={**startup, "wwts": {"startup": facts}})
         items = list(input_paths.expand(options.paths, recursive=options.recursive))
         with GracefulStop() as stop:
-            try:
-                failed = _show(pipeline.run(items, stopped=stop.requested), options, telemetry, out, len(items))
-            except SETUP_ERRORS as exc:  # the runtime could not be opened
-                log.error("model %s: %s", options.model, exc, extra=startup)
-                return EXIT_USAGE
+            failed = _show(pipeline.run(items, stopped=stop.requested), options, telemetry, out, len(items))
         if stop.exit_code is not None:
             log.warning("stopped by signal %d; in-flight images completed", stop.signum)
             return stop.exit_code
         return EXIT_FAILED if failed else EXIT_OK
+    except SETUP_ERRORS as exc:  # the model, runtime or device cannot be had (before or when opening)
+        log.error("model %s: %s", options.model, exc, extra=startup)
+        return EXIT_USAGE
     finally:
         log.info(SEPARATOR)
         if pipeline is not None:
