@@ -1,7 +1,7 @@
 """Build a deterministic benchmark set of photos, offline, from the six sample photos.
 
-The only real photographs available without a network are the scikit-image samples in
-tests/data/ (the largest is 741 px wide). This derives N varied files from them: a random
+The only real photographs available without a network are the six scikit-image samples
+that ship with the package (`benchmarks/samples/`, the largest 741 px wide). This derives N varied files from them: a random
 crop (60-100 % of each side), a random horizontal flip, a rescale so the longer side lands
 in 640-1600 px (typical phone/web photo sizes; upscaled where the source is smaller), and
 a re-encode — mostly JPEG at quality 70-95 (a few 4:4:4, a few progressive), some PNG.
@@ -15,14 +15,14 @@ Run as a script: `python -m benchmarks.photos [--count 300] [--seed 0]` prints t
 from __future__ import annotations
 
 import argparse
-import os
+import io
 import random
+from importlib.resources import files
 from pathlib import Path
 
 from PIL import Image, ImageOps
 
-ROOT = Path(__file__).resolve().parent.parent
-SOURCES = ROOT / "tests" / "data"
+SAMPLES = "benchmarks.samples"  # package data: found wherever the package is installed
 SOURCE_NAMES = ("astronaut.png", "camera.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg")
 DEFAULT_COUNT = 300
 DEFAULT_SEED = 0
@@ -31,8 +31,9 @@ DONE = ".complete"
 
 
 def cache_root() -> Path:
-    base = os.environ.get("WWTS_CACHE", "").strip()
-    return Path(base) if base else Path.home() / ".cache" / "wwts"
+    from wwts.settings import default_cache_dir
+
+    return default_cache_dir()
 
 
 def photo_dir(count: int = DEFAULT_COUNT, seed: int = DEFAULT_SEED, root: Path | None = None) -> Path:
@@ -61,7 +62,11 @@ def build(count: int = DEFAULT_COUNT, seed: int = DEFAULT_SEED, root: Path | Non
         return target
     target.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
-    sources = {name: ImageOps.exif_transpose(Image.open(SOURCES / name)).convert("RGB") for name in SOURCE_NAMES}
+    samples = files(SAMPLES)
+    sources = {
+        name: ImageOps.exif_transpose(Image.open(io.BytesIO(samples.joinpath(name).read_bytes()))).convert("RGB")
+        for name in SOURCE_NAMES
+    }
     for index in range(count):
         name = SOURCE_NAMES[index % len(SOURCE_NAMES)]
         image = _variant(sources[name], rng)

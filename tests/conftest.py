@@ -1,4 +1,4 @@
-"""Shared fixtures: the sample photos, the default model built once, a traced runner."""
+"""Shared fixtures: the sample photos, the default torch model, pipelines, the real CLI."""
 
 from __future__ import annotations
 
@@ -11,10 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from pipeline.driver import Hooks, Pipeline, PipelineConfig
 from pipeline.models import LoadedModel, create
+from wwts.settings import default_cache_dir
+
+# the real backends (Elasticsearch, collector, Jaeger), started or reused for the session
+pytest_plugins = ["tests.backends"]
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "tests" / "data"
+DATA = ROOT / "benchmarks" / "samples"  # the six sample photos (they ship in the wheel for `wwts bench`)
 WWTS = [sys.executable, "-m", "wwts.cli"]
 
 
@@ -29,10 +34,35 @@ def default_model() -> LoadedModel:
     return create("efficientnet-lite0")
 
 
+@pytest.fixture(scope="session")
+def make_pipeline():
+    """A factory of pipelines over the shared model cache (the ONNX graph is exported once
+    per cache, by whichever test needs it first)."""
+
+    def make(hooks: Hooks | None = None, **config: object) -> Pipeline:
+        config.setdefault("cache_dir", default_cache_dir())
+        return Pipeline(PipelineConfig(**config), hooks)  # type: ignore[arg-type]
+
+    return make
+
+
+# Latency alerts depend on how fast and loaded the machine is; a test that counts console
+# lines must not. Runs get an unreachable threshold unless a test sets one (alert tests do).
+NO_LATENCY_ALERTS = {"WWTS_LATENCY_ALERT_MS": "1e9"}
+
+
+def user_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """A user's environment: no OTEL_* or WWTS_* settings but the shared cache, no latency
+    alerts, plus `env`."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "WWTS_")) or k == "WWTS_CACHE"}
+    full_env.update(NO_LATENCY_ALERTS)
+    full_env.update(env or {})
+    return full_env
+
+
 def run_wwts(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run the real CLI in a subprocess, as a user would."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "WWTS_"))}
-    full_env.update(env or {})
+    full_env = user_env(env)
     return subprocess.run(
         [*WWTS, *args], capture_output=True, text=True, env=full_env, cwd=cwd or ROOT, timeout=timeout, check=False
     )
@@ -42,35 +72,6 @@ def run_wwts(*args: str, env: dict[str, str] | None = None, cwd: Path | None = N
 def log_dir(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "logs"
     yield path
-
-
-# -- real backends (started by `make test`; a missing one is a failure, not a skip) ----
-
-
-def _backend_url(variable: str, what: str) -> str:
-    url = os.environ.get(variable)
-    if not url:
-        pytest.fail(f"{variable} is not set: run the suite with `make test`, which starts the local {what}")
-    return url
-
-
-@pytest.fixture(scope="session")
-def es_url() -> str:
-    from elasticsearch import Elasticsearch
-
-    url = _backend_url("WWTS_TEST_ES_URL", "Elasticsearch")
-    try:
-        Elasticsearch(url, request_timeout=5).cluster.health(wait_for_status="yellow", timeout="30s")
-    except Exception as exc:  # noqa: BLE001 - any failure here means the backend is missing
-        pytest.fail(f"Elasticsearch at {url} does not answer: {exc}")
-    return url
-
-
-@pytest.fixture(scope="session")
-def es(es_url: str):
-    from elasticsearch import Elasticsearch
-
-    return Elasticsearch(es_url, request_timeout=30)
 
 
 def unique_photos(folder: Path, count: int, data_dir: Path = DATA) -> list[Path]:
@@ -101,29 +102,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def otlp_endpoint() -> str:
-    """The local collector's OTLP/gRPC endpoint (it exports into the test Elasticsearch)."""
-    import socket
-    import urllib.parse
-
-    url = _backend_url("WWTS_TEST_OTLP_ENDPOINT", "OpenTelemetry Collector")
-    parsed = urllib.parse.urlparse(url)
-    try:
-        socket.create_connection((parsed.hostname, parsed.port or 4317), timeout=5).close()
-    except OSError as exc:
-        pytest.fail(f"the collector at {url} does not answer: {exc}")
-    return url
-
-
 def run_wwts_tail(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> tuple[subprocess.CompletedProcess[str], float]:
     """Run the CLI and measure the seconds between its last stdout line (the last result)
     and its exit: the time telemetry adds at the end of a run, free of start-up noise."""
     import tempfile
     import time
 
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "WWTS_"))}
-    full_env.update(env or {})
+    full_env = user_env(env)
     with tempfile.TemporaryFile("w+") as err:
         process = subprocess.Popen([*WWTS, *args], stdout=subprocess.PIPE, stderr=err, text=True, env=full_env, cwd=ROOT)
         assert process.stdout is not None

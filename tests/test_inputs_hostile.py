@@ -34,7 +34,7 @@ from pipeline.inputs import NoImagesFound, expand, label
 from pipeline.text import display
 from tests.conftest import DATA, ROOT, WWTS, run_wwts, user_env
 
-COFFEE = 967  # top-1 class of tests/data/coffee.png ("浓缩咖啡")
+COFFEE = 967  # top-1 class of the sample coffee.png ("浓缩咖啡")
 LIMIT = 1_000_000  # WWTS_MAX_IMAGE_PIXELS for the JSON run: refuses big.jpg, passes 600x400
 DROP_DAC = "--bounding-set=-dac_override,-dac_read_search"
 

@@ -1,5 +1,5 @@
-"""The default model's answers on the scikit-image sample photos (the reference table in
-benchmarks/README.md), through the real load → preprocess → forward → postprocess path,
+"""The default model's answers on the scikit-image sample photos (the table in
+benchmarks/samples/README.md), through the real load → preprocess → forward → postprocess path,
 on both runtimes."""
 
 from __future__ import annotations
