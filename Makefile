@@ -6,20 +6,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export WWTS_CACHE ?= $(HOME)/.cache/wwts
 export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
-WWTS_ES_PORT ?= 9200
-ES_URL := http://127.0.0.1:$(WWTS_ES_PORT)
-# a second node with security on, for the 401/403 tests (tests/test_es_auth.py)
-WWTS_ES_SECURE_PORT ?= 9210
-WWTS_ES_SECURE_USER ?= wwts-test
-WWTS_ES_SECURE_PASSWORD ?= wwts-test-password
-WWTS_ES_NOPRIV_USER ?= wwts-nopriv
-WWTS_ES_NOPRIV_PASSWORD ?= wwts-nopriv-password
-ES_SECURE_URL := http://127.0.0.1:$(WWTS_ES_SECURE_PORT)
-ES_SECURE_ENV := WWTS_ES_PORT=$(WWTS_ES_SECURE_PORT) WWTS_ES_SECURITY=true \
-	WWTS_ES_SECURE_USER='$(WWTS_ES_SECURE_USER)' WWTS_ES_SECURE_PASSWORD='$(WWTS_ES_SECURE_PASSWORD)' \
-	WWTS_ES_NOPRIV_USER='$(WWTS_ES_NOPRIV_USER)' WWTS_ES_NOPRIV_PASSWORD='$(WWTS_ES_NOPRIV_PASSWORD)'
+# the local servers (deploy/servers.py: standard library only, so it runs before the venv);
+# their knobs are environment variables (deploy/elk/local/README.md), e.g. WWTS_ES_PORT=9250
+SERVERS := $(PYTHON) -m deploy.servers
+BUILD_LOG := $(WWTS_CACHE)/servers-build.log
 
-.PHONY: demo test unit venv es-up es-down es-secure-up es-secure-down otelcol-up otelcol-down bench clean
+.PHONY: demo test unit venv servers-build servers-build-bg es-up es-down es-secure-up es-secure-down otelcol-up otelcol-down \
+	jaeger-up jaeger-down bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,36 +29,49 @@ demo: $(STAMP)
 	@echo "log records: $$(ls logs/wwts-*.jsonl)"
 	@echo "trace:       $$(ls logs/traces-*.jsonl)"
 
-## test: fresh machine → venv, local Elasticsearch and collector, then the whole suite
-test: $(STAMP) es-up es-secure-up otelcol-up
-	WWTS_TEST_ES_URL=$${WWTS_ES_URL:-$(ES_URL)} WWTS_TEST_OTLP_ENDPOINT=$${WWTS_TEST_OTLP_ENDPOINT:-http://127.0.0.1:4317} \
-		WWTS_TEST_ES_SECURE_URL=$${WWTS_TEST_ES_SECURE_URL:-$(ES_SECURE_URL)} \
-		WWTS_TEST_ES_SECURE_USER='$(WWTS_ES_SECURE_USER)' WWTS_TEST_ES_SECURE_PASSWORD='$(WWTS_ES_SECURE_PASSWORD)' \
-		WWTS_TEST_ES_NOPRIV_USER='$(WWTS_ES_NOPRIV_USER)' WWTS_TEST_ES_NOPRIV_PASSWORD='$(WWTS_ES_NOPRIV_PASSWORD)' \
-		$(BIN)/python -m pytest
+## test: fresh machine → venv, then the whole suite, whose session fixtures start (or reuse)
+## the local Elasticsearch nodes, collector and Jaeger (tests/backends.py)
+test: servers-build-bg $(STAMP)
+	$(BIN)/python -m pytest
 
-## unit: the suite without starting servers (integration tests then fail, by design)
+# The distribution download and the Go builds, in the background while the venv installs
+# (log: $(BUILD_LOG)); a fixture that needs one of them waits for it on its lock.
+servers-build-bg:
+	@mkdir -p "$(WWTS_CACHE)"; $(SERVERS) build all >"$(BUILD_LOG)" 2>&1 </dev/null &
+
+## unit: the suite without the integration tests (deselected, so no server is started)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -m 'not integration'
 
+## servers-build: download Elasticsearch, build the collector and Jaeger; start nothing
+servers-build:
+	$(SERVERS) build all
+
 es-up:
-	@if [ -n "$$WWTS_ES_URL" ]; then echo "using WWTS_ES_URL=$$WWTS_ES_URL"; else WWTS_ES_PORT=$(WWTS_ES_PORT) deploy/elk/local/es.sh up; fi
+	$(SERVERS) up es
 
 es-down:
-	WWTS_ES_PORT=$(WWTS_ES_PORT) deploy/elk/local/es.sh down
+	$(SERVERS) down es
 
 ## es-secure-up: the security-on node (file-realm users; see deploy/elk/local/README.md)
 es-secure-up:
-	@if [ -n "$$WWTS_TEST_ES_SECURE_URL" ]; then echo "using WWTS_TEST_ES_SECURE_URL=$$WWTS_TEST_ES_SECURE_URL"; else $(ES_SECURE_ENV) deploy/elk/local/es.sh up; fi
+	$(SERVERS) up es-secure
 
 es-secure-down:
-	WWTS_ES_PORT=$(WWTS_ES_SECURE_PORT) deploy/elk/local/es.sh down
+	$(SERVERS) down es-secure
 
+## otelcol-up: the collector, exporting into WWTS_ES_URL (default: the es-up node)
 otelcol-up:
-	WWTS_ES_URL=$${WWTS_ES_URL:-$(ES_URL)} deploy/elk/local/otelcol.sh up
+	$(SERVERS) up collector
 
 otelcol-down:
-	deploy/elk/local/otelcol.sh down
+	$(SERVERS) down collector
+
+jaeger-up:
+	$(SERVERS) up jaeger
+
+jaeger-down:
+	$(SERVERS) down jaeger
 
 ## bench: throughput, per-stage latency, telemetry on vs off vs the seed loop
 bench: $(STAMP)

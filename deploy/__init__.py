@@ -1,0 +1,1 @@
+"""Deployment assets and the local servers used in development and tests."""

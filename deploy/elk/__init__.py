@@ -1,0 +1,1 @@
+"""Elasticsearch, Kibana, collector and Jaeger assets (templates, configs, saved objects)."""
