@@ -112,7 +112,9 @@ def test_the_index_mapping_comes_from_the_template(es, shipped) -> None:
     properties = mapping["properties"]
     assert properties["file"]["properties"]["hash"]["properties"]["md5"]["type"] == "keyword"
     assert properties["wwts"]["properties"]["latency_ms"]["properties"]["total"]["type"] == "float"
-    assert "category" not in properties["event"]["properties"]  # dynamic mapping is off
+    assert properties["event"]["properties"]["category"]["type"] == "keyword"  # ECS categorisation is searchable
+    assert properties["wwts"]["properties"]["startup"]["enabled"] is False  # kept, deliberately not indexed
+    assert mapping["dynamic"] in (False, "false")  # nothing else gets mapped by guessing
 
 
 def test_logs_search_cli_finds_the_same(shipped, es) -> None:
