@@ -19,6 +19,7 @@ from opentelemetry.sdk.environment_variables import (
     OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
     OTEL_EXPORTER_OTLP_METRICS_HEADERS,
     OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+    OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE,
     OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
     OTEL_EXPORTER_OTLP_PROTOCOL,
     OTEL_EXPORTER_OTLP_TIMEOUT,
@@ -38,6 +39,11 @@ DEFAULT_GRPC_ENDPOINT = "http://localhost:4317"
 DEFAULT_HTTP_ENDPOINT = "http://localhost:4318"
 EXPORT_TIMEOUT_S = 2.0  # collector down: a bounded wait, never a minute of retries
 DEFAULT_METRIC_INTERVAL_MS = 60_000  # the specification's default
+# temporality preference for exported metrics: the specification's three values. The
+# default is delta, not the specification's cumulative: the collector's Elasticsearch
+# exporter drops cumulative histograms, and delta points add up in Kibana.
+CUMULATIVE, DELTA, LOW_MEMORY = "cumulative", "delta", "lowmemory"
+DEFAULT_METRIC_TEMPORALITY = DELTA
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,7 @@ class OtelConfig:
     traces: SignalConfig
     metrics: SignalConfig
     metric_interval_ms: int
+    metric_temporality: str = DEFAULT_METRIC_TEMPORALITY  # cumulative | delta | lowmemory
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OtelConfig:
@@ -86,12 +93,21 @@ class OtelConfig:
                 OTEL_EXPORTER_OTLP_METRICS_HEADERS, OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
             ),
             metric_interval_ms=int(_number(env, OTEL_METRIC_EXPORT_INTERVAL, DEFAULT_METRIC_INTERVAL_MS)),
+            metric_temporality=_choice(
+                env, OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, (CUMULATIVE, DELTA, LOW_MEMORY),
+                DEFAULT_METRIC_TEMPORALITY,
+            ),
         )
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name, "").strip()
     return value or None
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = (_get(env, name) or "").lower()
+    return value if value in allowed else default
 
 
 def _number(env: Mapping[str, str], name: str, default: float) -> float:

@@ -1,6 +1,11 @@
 """The driver's instrumentation: a `wwts.classify` span per input with a child span per
-stage, one ECS inference record per input, and alerts. Attributes and record fields
-come from the one mapping in `telemetry.fields`."""
+stage, one ECS inference record per input, alerts, and the pipeline metrics. Attributes
+and record fields come from the one mapping in `telemetry.fields`.
+
+Metrics are recorded once per input, when it finishes, from the result's exact stage
+durations, each in the context of the span it measures (the stage span, or for a batch's
+forward pass the input's own `wwts.classify` span): the exemplars then name the trace
+that `wwts trace show` opens."""
 
 from __future__ import annotations
 
@@ -13,9 +18,11 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import Link, Span, Status, StatusCode, Tracer
 
+from pipeline.defaults import FORWARD
 from pipeline.driver import Hooks
 from pipeline.results import Result
 from telemetry import fields
+from telemetry.metrics import ERROR_TYPE, MODEL, OUTCOME, RUNTIME, STAGE, PipelineMetrics
 from telemetry.names import ALERT, CLASSIFY_SPAN, STARTUP
 from telemetry.records import trace_fields
 from telemetry.resources import ResourceSampler, Snapshot
@@ -31,6 +38,9 @@ class Request:
     span: Span
     # extra ECS fields for this input's record (nested), e.g. the HTTP request's
     extra: dict[str, Any] = field(default_factory=dict)
+    # the stage spans in this input's own trace (exemplar contexts for its stage figures)
+    stages: dict[str, Span] = field(default_factory=dict)
+    batch: int = 0  # > 0: this input led a forward pass of that many inputs
 
 
 class TelemetryHooks(Hooks):
@@ -41,11 +51,13 @@ class TelemetryHooks(Hooks):
         *,
         sampler: ResourceSampler | None = None,
         thresholds: Thresholds = Thresholds(),
+        metrics: PipelineMetrics | None = None,
     ) -> None:
         self.tracer = tracer
         self.logger = logger
         self.sampler = sampler
         self.thresholds = thresholds
+        self.metrics = metrics
 
     def _snapshot(self) -> Snapshot | None:
         return self.sampler.latest if self.sampler is not None else None
@@ -66,9 +78,13 @@ class TelemetryHooks(Hooks):
         return format(context.trace_id, "032x") if context.is_valid else None
 
     def stage(self, request: Request, name: str) -> Any:
+        if name == FORWARD:
+            request.batch = 1
         return self._span(name, request.span, [request])
 
     def batch_stage(self, requests: Sequence[Request], name: str) -> Any:
+        if name == FORWARD:
+            requests[0].batch = len(requests)
         links = [Link(r.span.get_span_context(), {BATCH_INDEX: i}) for i, r in enumerate(requests)]
         return self._span(name, requests[0].span, requests, links, {BATCH_SIZE: len(requests)})
 
@@ -82,6 +98,7 @@ class TelemetryHooks(Hooks):
         attributes: dict[str, Any] | None = None,
     ) -> Iterator[None]:
         span = self.tracer.start_span(name, context=trace.set_span_in_context(parent), links=links, attributes=attributes)
+        requests[0].stages[name] = span  # the parent's trace; the others' traces only link to it
         try:
             yield
         except Exception as exc:
@@ -98,6 +115,7 @@ class TelemetryHooks(Hooks):
     def interval(self, request: Request, name: str, start_ns: int, end_ns: int) -> None:
         """A child stage span with the caller's times (e.g. the batch queue's wait)."""
         span = self.tracer.start_span(name, context=trace.set_span_in_context(request.span), start_time=start_ns)
+        request.stages[name] = span
         snapshot = self._snapshot()
         if snapshot is not None:
             span.set_attributes(snapshot.attributes)
@@ -117,6 +135,8 @@ class TelemetryHooks(Hooks):
         self._record(request, result, snapshot)
         if result.ok:
             self._alerts(request, result, snapshot)
+        if self.metrics is not None:
+            _measure(self.metrics, request, result)
         span.end()
 
     def cancel(self, request: Request) -> None:
@@ -165,6 +185,25 @@ class TelemetryHooks(Hooks):
             extra["file"] = {"path": result.file}
         extra.update(trace_fields(request.span.get_span_context()))
         self.logger.warning(message, extra=extra)
+
+
+def _measure(metrics: PipelineMetrics, request: Request, result: Result) -> None:
+    """The input's stage durations, its outcome and (if it led one) its forward pass's
+    batch size, each in the context of the span the figure belongs to."""
+    own = trace.set_span_in_context(request.span)
+    model = {MODEL: result.model}
+    labels = {**model, RUNTIME: result.runtime} if result.runtime else model
+    for name, ns in result.durations_ns.items():
+        stage = request.stages.get(name)
+        metrics.stage(ns / 1e9, {STAGE: name, **labels}, trace.set_span_in_context(stage) if stage is not None else own)
+    error = result.error
+    metrics.image(
+        {OUTCOME: fields.SUCCESS} if error is None else {OUTCOME: fields.FAILURE, ERROR_TYPE: fields.qualified_name(error)},
+        own,
+    )
+    if request.batch:
+        forward = request.stages.get(FORWARD)
+        metrics.batch(request.batch, model, trace.set_span_in_context(forward) if forward is not None else own)
 
 
 def _fail(span: Span, error: BaseException) -> None:

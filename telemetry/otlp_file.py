@@ -1,9 +1,10 @@
 """Exporters that append OTLP/JSON lines to daily files in the log directory.
 
-A run with no collector still leaves a trace to read, and one that `wwts traces ship`
-can send later. The encoding is OpenTelemetry's own OTLP/JSON encoder (ids in hex, enums
-as integers): one `ExportTraceServiceRequest` per line, the format of the Collector's
-file exporter and of an OTLP/HTTP JSON body, so the same line can be posted as it is.
+A run with no collector still leaves a trace to read, and one that `wwts trace ship`
+can send later; its metrics (with their exemplars' trace ids) land beside it. The
+encoding is OpenTelemetry's own OTLP/JSON encoder (ids in hex, enums as integers): one
+`ExportTraceServiceRequest` / `ExportMetricsServiceRequest` per line, the format of the
+Collector's file exporter and of an OTLP/HTTP JSON body, so a line can be posted as it is.
 """
 
 from __future__ import annotations
@@ -14,17 +15,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.exporter.otlp.json.common.metrics_encoder import encode_metrics
 from opentelemetry.exporter.otlp.json.common.trace_encoder import encode_spans
+from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from telemetry.daily import DailyFiles
-from telemetry.names import TRACES_PREFIX
+from telemetry.names import METRICS_PREFIX, TRACES_PREFIX
 
 
 def spans_to_json(spans: Sequence[ReadableSpan]) -> dict[str, Any]:
     """One ExportTraceServiceRequest in OTLP/JSON."""
     return encode_spans(spans).to_dict()
+
+
+def metrics_to_json(data: MetricsData) -> dict[str, Any]:
+    """One ExportMetricsServiceRequest in OTLP/JSON."""
+    return encode_metrics(data).to_dict()
 
 
 class JsonLines:
@@ -72,3 +80,27 @@ class OtlpJsonFileExporter(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True  # every export is flushed as it is written
+
+
+class OtlpJsonMetricsFileExporter(MetricExporter):
+    """Metrics into `metrics-YYYY-MM-DD.jsonl`, one export (a collection) per line."""
+
+    def __init__(self, directory: Path, preferred_temporality: dict[type, AggregationTemporality] | None = None) -> None:
+        super().__init__(preferred_temporality=preferred_temporality)
+        self.lines = JsonLines(directory, METRICS_PREFIX)
+
+    @property
+    def failed(self) -> OSError | None:
+        return self.lines.failed
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        if not metrics_data.resource_metrics:
+            return MetricExportResult.SUCCESS
+        ok = self.lines.write(metrics_to_json(metrics_data))
+        return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True  # every export is flushed as it is written
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self.lines.close()

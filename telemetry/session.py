@@ -1,6 +1,6 @@
 """Wire telemetry for one process: the resource, the console and record handlers, the
-tracer provider, the resource sampler and the record shipper; and take it all down
-again within a bounded time, whatever the backends are doing."""
+tracer and meter providers, the resource sampler and the record shipper; and take it all
+down again within a bounded time, whatever the backends are doing."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from opentelemetry import trace
+from opentelemetry.metrics import Meter, NoOpMeterProvider
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -23,6 +26,8 @@ from telemetry.daily import DEFAULT_KEEP_DAYS, prune
 from telemetry.elastic import EsConfig
 from telemetry.elastic import client as es_client
 from telemetry.hooks import TelemetryHooks
+from telemetry.metrics import MeterSetup, PipelineMetrics, make_meter_provider, observe_queue_depth, observe_resources
+from telemetry.metrics import prometheus_text as render_prometheus
 from telemetry.names import INSTRUMENTATION_SCOPE, LOGGER_NAME
 from telemetry.records import DailyEcsHandler, EcsFormatter
 from telemetry.resource import build_resource, ecs_fields
@@ -45,20 +50,27 @@ class TelemetryConfig:
     keep_days: int = DEFAULT_KEEP_DAYS
     es: EsConfig | None = None  # set: records are shipped from the daily files while the run goes
     otel: OtelConfig = field(default_factory=OtelConfig.from_env)
+    prometheus: bool = False  # True: a Prometheus reader too, for `serve`'s GET /metrics
 
 
 class _LastProblem(logging.Handler):
     """Collects the OpenTelemetry SDK's export complaints (one per retry and batch) so the
-    run ends with one warning instead of a stream of them."""
+    run ends with one warning instead of a stream of them; per signal, told apart by the
+    logger (`...metric_exporter`, `...sdk.metrics...`) or the message ("... metrics to")."""
 
     def __init__(self) -> None:
         super().__init__(level=logging.WARNING)
         self.count = 0
+        self.metric_count = 0
         self.last: str | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.count += 1
-        self.last = record.getMessage().splitlines()[0][:300]
+        message = record.getMessage()
+        if "metric" in record.name or " metrics " in message:
+            self.metric_count += 1
+        else:
+            self.count += 1
+        self.last = message.splitlines()[0][:300]
 
 
 class Telemetry:
@@ -67,6 +79,8 @@ class Telemetry:
         self.logger = logging.getLogger(LOGGER_NAME)
         self.resource: Resource | None = None
         self.provider: TracerProvider | None = None
+        self.meters: MeterSetup | None = None
+        self._pipeline_metrics: PipelineMetrics | None = None
         self.sampler: ResourceSampler | None = None
         self.file_handler: DailyEcsHandler | None = None
         self._console_handler: logging.Handler | None = None
@@ -98,6 +112,9 @@ class Telemetry:
         sdk_logger.propagate = False
         self.provider, self._exporter = make_provider(self.resource, config.otel.traces, config.log_dir)
         self.sampler = ResourceSampler().start()
+        self.meters = make_meter_provider(self.resource, config.otel, config.log_dir, prometheus=config.prometheus)
+        self._pipeline_metrics = PipelineMetrics(self.meter)
+        observe_resources(self.meter, self.sampler)
         if config.es is not None:
             es = config.es
             self.shipper = BackgroundShipper(
@@ -111,40 +128,63 @@ class Telemetry:
             return trace.NoOpTracer()
         return self.provider.get_tracer(INSTRUMENTATION_SCOPE, self.config.service_version)
 
+    @property
+    def meter_provider(self) -> MeterProvider | NoOpMeterProvider:
+        """For instrumentations (FastAPI's `http.server.request.duration`)."""
+        return self.meters.provider if self.meters is not None else NoOpMeterProvider()
+
+    @property
+    def meter(self) -> Meter:
+        return self.meter_provider.get_meter(INSTRUMENTATION_SCOPE, self.config.service_version)
+
+    def observe_queue_depth(self, depth: Callable[[], int]) -> None:
+        """`wwts.queue.depth`, read from `depth()` at each collection."""
+        observe_queue_depth(self.meter, depth)
+
+    def prometheus_text(self) -> bytes:
+        """GET /metrics: the Prometheus exposition (empty without `prometheus=True`)."""
+        if self.meters is None or self.meters.prometheus is None:
+            return b""
+        return render_prometheus(self.meters.prometheus)
+
     def hooks(self) -> Hooks:
-        """Span and record hooks for the driver (plain `Hooks` when telemetry is off)."""
+        """Span, record and metric hooks for the driver (plain `Hooks` when telemetry is off)."""
         if not self.config.enabled:
             return Hooks()
-        return TelemetryHooks(self.tracer, self.logger, sampler=self.sampler, thresholds=self.config.thresholds)
+        return TelemetryHooks(
+            self.tracer, self.logger, sampler=self.sampler, thresholds=self.config.thresholds,
+            metrics=self._pipeline_metrics,
+        )
 
     def snapshot(self) -> Snapshot | None:
         """The latest resource figures (the console shows them per image)."""
         return self.sampler.latest if self.sampler is not None else None
 
     def shutdown(self) -> None:
-        """Flush spans and ship records in parallel within SHUTDOWN_BUDGET_S: dead backends
-        cost at most that, and the records stay on disk."""
+        """Flush spans and metrics and ship records in parallel within SHUTDOWN_BUDGET_S:
+        dead backends cost at most that, and the records stay on disk."""
         deadline = time.monotonic() + SHUTDOWN_BUDGET_S
         if self.sampler is not None:
-            self.sampler.stop()
-        flusher = None
-        if self.provider is not None:
-            flusher = threading.Thread(target=self.provider.shutdown, name="wwts-trace-flush", daemon=True)
-            flusher.start()
+            self.sampler.stop()  # its last snapshot stays readable for the final collection
+        traces = _flusher(self.provider.shutdown, "wwts-trace-flush") if self.provider is not None else None
+        metrics = None
+        if self.meters is not None:
+            meters = self.meters.provider
+            metrics = _flusher(lambda: meters.shutdown(timeout_millis=SHUTDOWN_BUDGET_S * 1000), "wwts-metric-flush")
         if self.shipper is not None:
             self.shipper.stop()
-        if flusher is not None:
-            flusher.join(max(0.0, deadline - time.monotonic()))
-            if flusher.is_alive() or self._otel_problems.count:
-                self.logger.warning(
-                    "traces were not all exported (%s); inference results are unaffected",
-                    self._otel_problems.last or f"no answer within {SHUTDOWN_BUDGET_S:.0f} s",
-                )
+        for flusher in (traces, metrics):
+            if flusher is not None:
+                flusher.join(max(0.0, deadline - time.monotonic()))
+        if traces is not None or metrics is not None:
+            self._report_exports(traces is not None and traces.is_alive(), metrics is not None and metrics.is_alive())
             logging.getLogger("opentelemetry").removeHandler(self._otel_problems)
         if self.file_handler is not None:
             self.logger.removeHandler(self.file_handler)
             self.file_handler.close()
-            failed = self.file_handler.failed or getattr(self._exporter, "failed", None)
+            metric_exporter = self.meters.exporter if self.meters is not None else None
+            failed = (self.file_handler.failed or getattr(self._exporter, "failed", None)
+                      or getattr(metric_exporter, "failed", None))
             if failed is not None:  # console only: the files are what failed
                 self.logger.warning(
                     "could not write log records and traces to %s (%s); inference was not affected",
@@ -153,3 +193,23 @@ class Telemetry:
         if self._console_handler is not None:
             self._console_handler.flush()
             self.logger.removeHandler(self._console_handler)
+
+    def _report_exports(self, traces_pending: bool, metrics_pending: bool) -> None:
+        """One warning line whatever failed: a dead collector fails both signals at once."""
+        problems = self._otel_problems
+        traces = traces_pending or problems.count > 0
+        metrics = metrics_pending or problems.metric_count > 0
+        if not (traces or metrics):
+            return
+        what = "traces were not all exported, nor metrics" if traces and metrics else (
+            "traces were not all exported" if traces else "metrics were not all exported")
+        self.logger.warning(
+            "%s (%s); inference results are unaffected", what,
+            problems.last or f"no answer within {SHUTDOWN_BUDGET_S:.0f} s",
+        )
+
+
+def _flusher(flush: Callable[[], object], name: str) -> threading.Thread:
+    thread = threading.Thread(target=flush, name=name, daemon=True)
+    thread.start()
+    return thread

@@ -21,7 +21,7 @@ SAVED_OBJECTS = ELK / "kibana" / "saved-objects.ndjson"
 COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 
-LOGS_VIEW, TRACES_VIEW = "wwts-logs", "wwts-traces"
+LOGS_VIEW, TRACES_VIEW, METRICS_VIEW = "wwts-logs", "wwts-traces", "wwts-metrics"
 INDEX_REF = "kibanaSavedObjectMeta.searchSourceJSON.index"
 # Dynamic prefixes of the span documents (mapping mode none): attributes and resource keys.
 TRACES_DYNAMIC_PREFIXES = ("Attributes.", "Resource.")
@@ -244,8 +244,13 @@ def traces_template() -> dict[str, Any]:
 
 
 @cache
+def metrics_template() -> dict[str, Any]:
+    return json.loads((ELK / "metrics-template.json").read_text(encoding="utf-8"))
+
+
+@cache
 def mapped_fields(view: str) -> dict[str, str]:
-    template = logs_template() if view == LOGS_VIEW else traces_template()
+    template = {LOGS_VIEW: logs_template, METRICS_VIEW: metrics_template}.get(view, traces_template)()
     return _walk(template["template"]["mappings"]["properties"])
 
 
@@ -344,6 +349,8 @@ def test_data_views() -> None:
     assert views[LOGS_VIEW]["name"] == "wwts logs"
     assert views[TRACES_VIEW]["title"] == "wwts-traces*"
     assert views[TRACES_VIEW]["name"] == "wwts traces"
+    assert views[METRICS_VIEW]["title"] == "wwts-metrics*"
+    assert views[METRICS_VIEW]["name"] == "wwts metrics"
     for view_id, attributes in views.items():
         assert attributes["timeFieldName"] == "@timestamp"
         assert field_type(view_id, "@timestamp") in DATES
@@ -357,6 +364,8 @@ def test_data_views() -> None:
     assert any(fnmatch.fnmatch("wwts-logs-2026.11.25", p) for p in logs_template()["index_patterns"])
     assert fnmatch.fnmatch("wwts-traces", views[TRACES_VIEW]["title"])
     assert any(fnmatch.fnmatch("wwts-traces", p) for p in traces_template()["index_patterns"])
+    assert fnmatch.fnmatch("wwts-metrics", views[METRICS_VIEW]["title"])
+    assert any(fnmatch.fnmatch("wwts-metrics", p) for p in metrics_template()["index_patterns"])
 
 
 def test_saved_searches_are_valid_for_their_data_view() -> None:
@@ -485,7 +494,7 @@ def test_kql_parser_rejects_what_kibana_rejects() -> None:
 _OPERATION_TYPES = {
     "date_histogram": DATES,
     "average": NUMERIC, "sum": NUMERIC, "min": NUMERIC, "max": NUMERIC, "median": NUMERIC,
-    "percentile": NUMERIC, "standard_deviation": NUMERIC,
+    "percentile": NUMERIC | {"histogram"}, "standard_deviation": NUMERIC,
     "terms": STRINGS | NUMERIC,
     "unique_count": STRINGS | NUMERIC,
 }
@@ -586,6 +595,8 @@ def test_overview_dashboard() -> None:
             }
             queries = {obj["attributes"]["state"]["query"]["query"] for obj in shown if obj["type"] == "lens"}
             assert "wwts.latency_ms.total" in sources, "latency over time"
+            # the metrics panels: requests/s and error rate, stage percentiles, GPU temperature
+            assert {"metrics.wwts.images", "metrics.wwts.stage.duration", "metrics.hw.temperature"} <= sources
             assert "wwts.top1.label" in sources, "top labels"
             assert any('event.outcome : "failure"' in q for q in queries), "failure count"
 
@@ -621,6 +632,59 @@ def test_traces_template_matches_the_collector_index() -> None:
     config = (ELK / "otel-collector" / "config.yaml").read_text(encoding="utf-8")
     [index] = re.findall(r"traces_index:\s*(\S+)", config)
     assert re.sub(r"\$\{env:\w+:-([^}]*)\}", r"\1", index) == TRACES_INDEX  # a default for an env override, or literal
+
+
+def test_metrics_template_matches_the_collector_data_stream() -> None:
+    """Metric points need mapping mode otel (none/raw encode none), which writes with
+    require_data_stream: the template makes `wwts-metrics` a data stream, and it maps every
+    by-name dynamic template the exporter sends and every wwts metric explicitly."""
+    from telemetry import metrics
+    from telemetry.names import METRICS_INDEX, METRICS_INDEX_PATTERN
+
+    template = metrics_template()
+    assert template["index_patterns"] == [METRICS_INDEX_PATTERN] and "data_stream" in template
+    by_name = {name for entry in template["template"]["mappings"]["dynamic_templates"] for name in entry}
+    assert {"histogram", "summary", "gauge_double", "gauge_long", "counter_double", "counter_long"} <= by_name
+    fields = mapped_fields(METRICS_VIEW)
+    assert fields["@timestamp"] in DATES
+    for name in (metrics.STAGE_DURATION, metrics.BATCH_SIZE, metrics.HTTP_SERVER_DURATION):
+        assert fields[f"metrics.{name}"] == "histogram", name
+    for name in (metrics.IMAGES, metrics.QUEUE_DEPTH, metrics.PROCESS_CPU_UTILIZATION, metrics.PROCESS_MEMORY_USAGE,
+                 metrics.GPU_TEMPERATURE, metrics.GPU_MEMORY_USAGE):
+        assert fields[f"metrics.{name}"] in NUMERIC, name
+    for name in (metrics.STAGE, metrics.MODEL, metrics.RUNTIME, metrics.OUTCOME, metrics.ERROR_TYPE):
+        assert fields[f"attributes.{name}"] == "keyword", name
+    config = yaml.safe_load((ELK / "otel-collector" / "config.yaml").read_text(encoding="utf-8"))
+    exporter = config["exporters"]["elasticsearch/metrics"]
+    assert exporter["metrics_index"] == METRICS_INDEX and exporter["mapping"]["allowed_modes"] == ["otel"]
+    assert "elasticsearch/metrics" in config["service"]["pipelines"]["metrics"]["exporters"]
+
+
+def test_without_histograms_keeps_counts_and_values() -> None:
+    from wwts.elk_cli import HISTOGRAM_ARRAYS, without_histograms
+
+    portable = without_histograms(metrics_template())
+    fields = _walk(portable["template"]["mappings"]["properties"])
+    assert "histogram" not in fields.values()
+    assert fields["metrics.wwts.stage.duration.counts"] == "long"
+    assert fields["metrics.wwts.stage.duration.values"] == "double"
+    assert portable["template"]["mappings"]["dynamic_templates"][0]["histogram"]["mapping"] == HISTOGRAM_ARRAYS
+
+
+def test_collector_samples_the_tail_of_every_trace_pipeline() -> None:
+    """Errors, slow traces and a share of the rest; defaults for the local run in the config,
+    production's 10 % in docker-compose."""
+    config = yaml.safe_load((ELK / "otel-collector" / "config.yaml").read_text(encoding="utf-8"))
+    policies = {p["type"]: p for p in config["processors"]["tail_sampling"]["policies"]}
+    assert policies["status_code"]["status_code"]["status_codes"] == ["ERROR"]
+    assert policies["latency"]["latency"]["threshold_ms"] == "${env:WWTS_SAMPLING_SLOW_MS:-1000}"
+    assert policies["probabilistic"]["probabilistic"]["sampling_percentage"] == "${env:WWTS_SAMPLING_PERCENTAGE:-100}"
+    jaeger = yaml.safe_load((ELK / "otel-collector" / "config.jaeger.yaml").read_text(encoding="utf-8"))
+    for pipelines in (config["service"]["pipelines"], jaeger["service"]["pipelines"]):
+        for name, pipeline in pipelines.items():
+            if name.startswith("traces"):
+                assert "tail_sampling" in pipeline["processors"], name
+    assert environment("otel-collector")["WWTS_SAMPLING_PERCENTAGE"] == "10"
 
 
 # -- docker-compose -----------------------------------------------------------------------

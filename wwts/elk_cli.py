@@ -13,6 +13,11 @@ from wwts.errors import BackendError
 
 app = typer.Typer(help="Set up Elasticsearch and Kibana for wwts.", no_args_is_help=True)
 
+METRICS_TEMPLATE_FILE = "metrics-template.json"
+HISTOGRAM = "histogram"  # x-pack's field type: in the default distribution, not in the integ-test one
+# what the exporter sends for a histogram point, as plain fields
+HISTOGRAM_ARRAYS = {"type": "object", "properties": {"counts": {"type": "long"}, "values": {"type": "double"}}}
+
 
 def has_ilm(client: Any) -> bool:
     """The integ-test distribution has no ILM plugin; the docker-compose server does."""
@@ -38,7 +43,39 @@ def install_templates(client: Any) -> list[str]:
     done.append(f"index template {LOGS_TEMPLATE}" + (f" → lifecycle {policy}" if policy else " (no ILM here: use `wwts logs prune`)"))
     client.indices.put_index_template(name=TRACES_TEMPLATE, **json_asset(TRACES_TEMPLATE_FILE))
     done.append(f"index template {TRACES_TEMPLATE}")
+    done.append(install_metrics_template(client))
     return done
+
+
+def install_metrics_template(client: Any) -> str:
+    """The `wwts-metrics` data stream's template; where the server has no `histogram`
+    field type, histograms are mapped as the exporter's counts/values arrays instead
+    (sums of counts still work, percentiles need the field type)."""
+    from elasticsearch import BadRequestError
+
+    from telemetry.assets import json_asset
+    from telemetry.names import METRICS_TEMPLATE
+
+    template = json_asset(METRICS_TEMPLATE_FILE)
+    try:
+        client.indices.put_index_template(name=METRICS_TEMPLATE, **template)
+        return f"index template {METRICS_TEMPLATE}"
+    except BadRequestError as exc:  # the reason is nested in `caused_by`
+        if f"mapper type [{HISTOGRAM}]" not in json.dumps(exc.body):
+            raise
+    client.indices.put_index_template(name=METRICS_TEMPLATE, **without_histograms(template))
+    return f"index template {METRICS_TEMPLATE} (no {HISTOGRAM} field type here: histograms as counts/values arrays)"
+
+
+def without_histograms(node: Any) -> Any:
+    """The template with every `histogram` mapping replaced by its counts/values arrays."""
+    if isinstance(node, dict):
+        if node.get("type") == HISTOGRAM:
+            return HISTOGRAM_ARRAYS
+        return {key: without_histograms(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [without_histograms(value) for value in node]
+    return node
 
 
 def import_saved_objects(kibana_url: str, authorization: str | None, ca_certs: str | None) -> dict[str, Any]:
