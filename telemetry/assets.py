@@ -12,6 +12,7 @@ from typing import Any
 PACKAGE = "deploy.elk"
 LOGS_TEMPLATE_FILE = "index-template.json"
 TRACES_TEMPLATE_FILE = "traces-template.json"
+METRICS_TEMPLATE_FILE = "metrics-template.json"
 LOGS_POLICY_FILE = "ilm-policy.json"
 SAVED_OBJECTS_FILE = "kibana/saved-objects.ndjson"
 

@@ -13,7 +13,6 @@ from wwts.errors import BackendError
 
 app = typer.Typer(help="Set up Elasticsearch and Kibana for wwts.", no_args_is_help=True)
 
-METRICS_TEMPLATE_FILE = "metrics-template.json"
 HISTOGRAM = "histogram"  # x-pack's field type: in the default distribution, not in the integ-test one
 # what the exporter sends for a histogram point, as plain fields
 HISTOGRAM_ARRAYS = {"type": "object", "properties": {"counts": {"type": "long"}, "values": {"type": "double"}}}
@@ -53,7 +52,7 @@ def install_metrics_template(client: Any) -> str:
     (sums of counts still work, percentiles need the field type)."""
     from elasticsearch import BadRequestError
 
-    from telemetry.assets import json_asset
+    from telemetry.assets import METRICS_TEMPLATE_FILE, json_asset
     from telemetry.names import METRICS_TEMPLATE
 
     template = json_asset(METRICS_TEMPLATE_FILE)
