@@ -1,0 +1,98 @@
+"""`wwts serve`: telemetry, the pipeline and its batcher, the app, the server; then a
+graceful stop that flushes spans and records.
+
+Telemetry is the same session `classify` starts — spans over OTLP when an endpoint is
+set (else the local trace file), records in the daily files and shipped to
+Elasticsearch in the background — and its tracer provider is the one the FastAPI
+instrumentation uses, so the SERVER span and `wwts.classify` share one trace and one
+exporter. The model loads on the batch worker while the server already answers
+`/healthz` (and `/readyz` with 503).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from pipeline.driver import Pipeline, PipelineConfig, available_cores
+from telemetry.session import Telemetry, TelemetryConfig
+from wwts import __version__
+from wwts.classify import SETUP_ERRORS
+from wwts.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from wwts.facts import runtime_facts, startup_line
+from wwts.serve.app import create_app
+from wwts.serve.config import CLASSIFY_PATH, CLOSE_TIMEOUT_S, ServeOptions
+from wwts.serve.errors import status_of
+from wwts.serve.records import StatusHooks
+from wwts.serve.server import EVENT, GracefulServer, bind
+from wwts.serve.service import Service
+from wwts.settings import Settings
+
+# The stable HTTP semantic conventions (`http.request.method`, `http.response.status_code`,
+# the `http.server.request.duration` metric) unless the user chose otherwise.
+SEMCONV_OPT_IN = ("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
+
+
+def pipeline_config(options: ServeOptions, settings: Settings, workers: int) -> PipelineConfig:
+    return PipelineConfig(
+        model=options.model, model_dir=options.model_dir, runtime=options.runtime, device=options.device,
+        batch_size=options.max_batch_size, top_k=options.top_k, workers=workers,
+        max_pixels=settings.max_image_pixels, cache_dir=settings.cache_dir,
+    )
+
+
+def run_serve(options: ServeOptions, settings: Settings) -> int:
+    os.environ.setdefault(*SEMCONV_OPT_IN)
+    telemetry = Telemetry(
+        TelemetryConfig(log_dir=options.log_dir, service_version=__version__, thresholds=settings.thresholds, es=settings.es)
+    ).start()
+    log = telemetry.logger
+    service: Service | None = None
+    pipeline: Pipeline | None = None
+    try:
+        workers = available_cores()
+        try:
+            pipeline = Pipeline(pipeline_config(options, settings, workers), StatusHooks(telemetry.hooks(), status_of))
+        except SETUP_ERRORS as exc:
+            log.error("model %s: %s", options.model, exc, extra=EVENT)
+            return EXIT_USAGE
+        try:
+            sock = bind(options.host, options.port)
+        except OSError as exc:
+            log.error("cannot listen on %s:%d: %s", options.host, options.port, exc.strerror or exc, extra=EVENT)
+            return EXIT_USAGE
+        service = Service(pipeline, options, settings.api_token, workers)
+        facts = runtime_facts(pipeline.plan, options.model)
+        log.info(startup_line(facts), extra={**EVENT, "wwts": {"startup": facts}})
+        host, port = sock.getsockname()[:2]
+        log.info(
+            "serving POST http://%s:%d%s (max batch %d, delay %g ms, queue %d, body %g MiB, token %s); loading the model",
+            host, port, CLASSIFY_PATH, pipeline.batch_size, options.max_batch_delay_ms, options.max_queue,
+            options.max_body_mb, "required" if settings.api_token else "not required", extra=EVENT,
+        )
+        handler = telemetry.file_handler
+        server = GracefulServer(
+            create_app(service, telemetry.provider), service, log, flush=handler.flush if handler else lambda: None
+        )
+        service.start()
+        server.run(sockets=[sock])
+        return _outcome(server, service, log)
+    finally:
+        # a worker still loading the model holds the pipeline: the process exit ends both
+        if pipeline is not None and (service is None or service.close(CLOSE_TIMEOUT_S)):
+            pipeline.close()
+        telemetry.shutdown()
+
+
+def _outcome(server: GracefulServer, service: Service, log: logging.Logger) -> int:
+    failed = service.batcher.failed
+    if failed is not None:
+        log.error("model %s: %s", service.pipeline.family.name, failed, extra=EVENT)
+        return EXIT_USAGE if isinstance(failed, SETUP_ERRORS) else EXIT_FAILED
+    if server.forced is not None:
+        log.warning("stopped at once by a second signal (%d)", server.forced)
+        return 128 + server.forced
+    if service.in_flight:
+        log.warning("stopped with %d request(s) still in flight after the drain time", service.in_flight)
+    log.info("stopped (signal %s); %d request(s) served", service.stop_signal, service.served)
+    return EXIT_OK
