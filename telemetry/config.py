@@ -37,6 +37,9 @@ OTLP, CONSOLE, NONE, FILE = "otlp", "console", "none", "file"
 DEFAULT_PROTOCOL = "grpc"
 DEFAULT_GRPC_ENDPOINT = "http://localhost:4317"
 DEFAULT_HTTP_ENDPOINT = "http://localhost:4318"
+# The instrumentations' switch to the stable HTTP semantic conventions (`http.request.method`,
+# `http.response.status_code`, the `http.server.request.duration` histogram)
+SEMCONV_STABILITY_OPT_IN, STABLE_HTTP = "OTEL_SEMCONV_STABILITY_OPT_IN", "http"
 EXPORT_TIMEOUT_S = 2.0  # collector down: a bounded wait, never a minute of retries
 DEFAULT_METRIC_INTERVAL_MS = 60_000  # the specification's default
 # temporality preference for exported metrics: the specification's three values. The
@@ -136,3 +139,9 @@ def _signal(
         timeout_s=None if user_timeout else EXPORT_TIMEOUT_S,
         headers=tuple(parse_env_headers(_get(env, headers) or _get(env, OTEL_EXPORTER_OTLP_HEADERS) or "", liberal=True).items()),
     )
+
+
+def prefer_stable_http_conventions() -> None:
+    """Unless the user chose otherwise, instrumentations emit the stable HTTP conventions
+    (they read the variable when they instrument, so call this before)."""
+    os.environ.setdefault(SEMCONV_STABILITY_OPT_IN, STABLE_HTTP)

@@ -73,7 +73,7 @@ def render_waterfall(roots: list[Any], spans: list[Any], records: list[dict[str,
     for key in KEY_ATTRIBUTES:
         if key in root.attributes:
             details.add_row(key, printable(str(root.attributes[key])))
-    stages = [s for s in spans if s is not root]
+    stages = [s for s in spans if s.parent_id == root.span_id]  # not the HTTP spans around a served request
     if stages:
         slowest = max(stages, key=lambda s: s.duration_ms)
         details.add_row("slowest stage", f"{slowest.name} ({slowest.duration_ms:.1f} ms)")

@@ -1,5 +1,6 @@
-"""The ASGI app: `POST /v1/classify`, `GET /healthz`, `GET /readyz`, every error as the
-contract's JSON, and OpenTelemetry's FastAPI instrumentation around all of it.
+"""The ASGI app: `POST /v1/classify`, `GET /healthz`, `GET /readyz`, `GET /metrics`, every
+error as the contract's JSON, and OpenTelemetry's FastAPI instrumentation around all of it
+(the SERVER span, and the `http.server.request.duration` histogram).
 
 The instrumentation makes the HTTP SERVER span (joining an incoming `traceparent`
 through the configured propagators) and, with the trace-response propagator, adds a
@@ -9,21 +10,24 @@ id; nothing here parses a trace header.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from opentelemetry import trace
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.propagators import TraceResponsePropagator, set_global_response_propagator
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline.results import Result
 from wwts import __version__
 from wwts.render import to_json
-from wwts.serve.config import CLASSIFY_PATH, HEALTH_PATH, READY_PATH
+from telemetry.metrics import PROMETHEUS_CONTENT_TYPE
+from wwts.serve.config import CLASSIFY_PATH, HEALTH_PATH, METRICS_PATH, READY_PATH
 from wwts.serve.errors import (
     BadRequest,
     HttpError,
@@ -51,7 +55,13 @@ def answer(result: Result) -> JSONResponse:
     return JSONResponse(to_json(result), status_code=status_of(result.error), headers=headers_of(result.error))
 
 
-def create_app(service: Service, tracer_provider: TracerProvider | None = None) -> FastAPI:
+def create_app(
+    service: Service,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
+    metrics_text: Callable[[], bytes] = lambda: b"",
+) -> FastAPI:
+    """`metrics_text` renders the Prometheus exposition of `meter_provider`'s metrics."""
     app = FastAPI(title="wwts", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.post(CLASSIFY_PATH)
@@ -74,6 +84,10 @@ def create_app(service: Service, tracer_provider: TracerProvider | None = None) 
             "device": runtime.device, "max_batch_size": service.batcher.max_batch_size,
         })
 
+    @app.get(METRICS_PATH)
+    async def metrics() -> Response:
+        return Response(metrics_text(), media_type=PROMETHEUS_CONTENT_TYPE)
+
     @app.exception_handler(HttpError)
     async def refused(request: Request, exc: HttpError) -> JSONResponse:
         return error_response(exc)
@@ -94,5 +108,7 @@ def create_app(service: Service, tracer_provider: TracerProvider | None = None) 
         return error_response(InternalError(f"{type(exc).__name__}: {exc}"))
 
     set_global_response_propagator(TraceResponsePropagator())
-    FastAPIInstrumentor.instrument_app(app, tracer_provider=tracer_provider, exclude_spans=["receive", "send"])
+    FastAPIInstrumentor.instrument_app(
+        app, tracer_provider=tracer_provider, meter_provider=meter_provider, exclude_spans=["receive", "send"]
+    )
     return app

@@ -12,9 +12,9 @@ exporter. The model loads on the batch worker while the server already answers
 from __future__ import annotations
 
 import logging
-import os
 
 from pipeline.driver import Pipeline, PipelineConfig, available_cores
+from telemetry.config import prefer_stable_http_conventions
 from telemetry.session import Telemetry, TelemetryConfig
 from wwts import __version__
 from wwts.classify import SETUP_ERRORS
@@ -28,10 +28,6 @@ from wwts.serve.server import EVENT, GracefulServer, bind
 from wwts.serve.service import Service
 from wwts.settings import Settings
 
-# The stable HTTP semantic conventions (`http.request.method`, `http.response.status_code`,
-# the `http.server.request.duration` metric) unless the user chose otherwise.
-SEMCONV_OPT_IN = ("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
-
 
 def pipeline_config(options: ServeOptions, settings: Settings, workers: int) -> PipelineConfig:
     return PipelineConfig(
@@ -42,9 +38,12 @@ def pipeline_config(options: ServeOptions, settings: Settings, workers: int) -> 
 
 
 def run_serve(options: ServeOptions, settings: Settings) -> int:
-    os.environ.setdefault(*SEMCONV_OPT_IN)
+    prefer_stable_http_conventions()
     telemetry = Telemetry(
-        TelemetryConfig(log_dir=options.log_dir, service_version=__version__, thresholds=settings.thresholds, es=settings.es)
+        TelemetryConfig(
+            log_dir=options.log_dir, service_version=__version__, thresholds=settings.thresholds, es=settings.es,
+            prometheus=True,
+        )
     ).start()
     log = telemetry.logger
     service: Service | None = None
@@ -71,9 +70,9 @@ def run_serve(options: ServeOptions, settings: Settings) -> int:
             options.max_body_mb, "required" if settings.api_token else "not required", extra=EVENT,
         )
         handler = telemetry.file_handler
-        server = GracefulServer(
-            create_app(service, telemetry.provider), service, log, flush=handler.flush if handler else lambda: None
-        )
+        telemetry.observe_queue_depth(lambda: service.batcher.depth)
+        app = create_app(service, telemetry.provider, telemetry.meter_provider, telemetry.prometheus_text)
+        server = GracefulServer(app, service, log, flush=handler.flush if handler else lambda: None)
         service.start()
         server.run(sockets=[sock])
         return _outcome(server, service, log)

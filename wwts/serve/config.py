@@ -23,6 +23,7 @@ DEFAULT_MAX_BODY_MB = 20.0  # MiB
 CLASSIFY_PATH = "/v1/classify"
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
+METRICS_PATH = "/metrics"
 
 MAX_TOP_K = 100  # a larger answer is a bulk export, not a classification
 REQUEST_TIMEOUT_S = 30.0  # receiving the body plus waiting for a forward pass
