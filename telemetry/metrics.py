@@ -6,7 +6,7 @@ Exemplars come from the SDK's trace-based exemplar filter (`OTEL_METRICS_EXEMPLA
 default `trace_based`): a measurement made with a sampled span in its context keeps that
 span's trace and span id, so a slow bucket leads to a trace that `wwts trace show` opens.
 
-Names are the contract's (CONTRACT.md, "Metrics"): semantic-convention names where the
+Names are the interface's (README.md, "Metrics"): semantic-convention names where the
 conventions define the metric, `wwts.*` for the pipeline's own.
 """
 

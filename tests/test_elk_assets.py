@@ -29,7 +29,7 @@ NUMERIC = {"long", "integer", "short", "byte", "double", "float", "half_float", 
 DATES = {"date", "date_nanos"}
 STRINGS = {"keyword", "text", "wildcard", "constant_keyword"}
 
-# The contract's KQL searches (CONTRACT.md, "Log documents").
+# The interface's KQL searches (README.md, "Log records").
 CONTRACT_KQL = [
     'file.hash.md5 : "<md5>"',
     'wwts.top1.label : "虎斑猫"',

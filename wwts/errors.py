@@ -1,4 +1,4 @@
-"""The one error type of the front doors, mapped to the contract's exit codes once (in
+"""The one error type of the front doors, mapped to the exit codes of the interface (README.md) once (in
 `wwts.cli.main`): 2 a usage error, 1 a backend that failed. Each prints as one line."""
 
 from __future__ import annotations

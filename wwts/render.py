@@ -1,4 +1,4 @@
-"""How a `Result` is shown: the contract's `--json` object, the stdout line, and the
+"""How a `Result` is shown: the `--json` object of the interface (README.md), the stdout line, and the
 seed script's console lines — all from the result itself, rounded once here."""
 
 from __future__ import annotations
