@@ -1,5 +1,6 @@
-"""The one error type of the front doors, mapped to the exit codes of the interface (README.md) once (in
-`wwts.cli.main`): 2 a usage error, 1 a backend that failed. Each prints as one line."""
+"""The one error type of the front doors, mapped once (in `wwts.cli.main`) to the exit
+codes of the interface (README.md): 2 a usage error, 1 a backend that failed. Each prints
+as one line."""
 
 from __future__ import annotations
 
