@@ -1,10 +1,11 @@
 """Build a deterministic benchmark set of photos, offline, from the six sample photos.
 
 The only real photographs available without a network are the six scikit-image samples
-that ship with the package (`benchmarks/samples/`, the largest 741 px wide). This derives N varied files from them: a random
-crop (60-100 % of each side), a random horizontal flip, a rescale so the longer side lands
-in 640-1600 px (typical phone/web photo sizes; upscaled where the source is smaller), and
-a re-encode — mostly JPEG at quality 70-95 (a few 4:4:4, a few progressive), some PNG.
+that ship with the package (`benchmarks/samples/`, the largest 741 px wide). This derives
+N varied files from them: a random crop (60-100 % of each side), a random horizontal
+flip, a rescale so the longer side lands in 640-1600 px (typical phone/web photo sizes;
+upscaled where the source is smaller), and a re-encode — mostly JPEG at quality 70-95 (a
+few 4:4:4, a few progressive), some PNG.
 The same seed and count always give the same bytes, in the cache directory
 
     ~/.cache/wwts/bench-photos/seed<SEED>-n<N>/   ($WWTS_CACHE overrides ~/.cache/wwts)
@@ -19,8 +20,10 @@ import io
 import random
 from importlib.resources import files
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from PIL import Image, ImageOps
+if TYPE_CHECKING:  # Pillow is imported when photos are built: `wwts bench --help` needs none of it
+    from PIL import Image
 
 SAMPLES = "benchmarks.samples"  # package data: found wherever the package is installed
 SOURCE_NAMES = ("astronaut.png", "camera.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg")
@@ -41,6 +44,8 @@ def photo_dir(count: int = DEFAULT_COUNT, seed: int = DEFAULT_SEED, root: Path |
 
 
 def _variant(source: Image.Image, rng: random.Random) -> Image.Image:
+    from PIL import Image, ImageOps
+
     width, height = source.size
     crop_w = max(64, int(width * rng.uniform(0.6, 1.0)))
     crop_h = max(64, int(height * rng.uniform(0.6, 1.0)))
@@ -60,6 +65,8 @@ def build(count: int = DEFAULT_COUNT, seed: int = DEFAULT_SEED, root: Path | Non
     target = photo_dir(count, seed, root)
     if (target / DONE).is_file():
         return target
+    from PIL import Image, ImageOps
+
     target.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     samples = files(SAMPLES)
