@@ -14,6 +14,9 @@ DEFAULT_TOP_K = 5
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
 # Images decoded ahead of the model: 256 crops of 224x224x3 uint8 are ~38 MB.
 DEFAULT_AHEAD = 256
+# Decode threads: one per core (a run is decode-bound on a CPU: Pillow releases the GIL
+# while it decodes and resamples), at most this many.
+MAX_DECODE_WORKERS = 8
 # Images per forward pass when the batch size is `auto` (benchmarks/README.md has the
 # measurements): on a CPU small batches keep latency low at little cost per image.
 CPU_AUTO_BATCH = 4

@@ -9,7 +9,9 @@ visible is torch asked whether CUDA can use it. `resolve` asks torch what exists
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -35,8 +37,19 @@ def is_cuda(spec: str) -> bool:
     return _CUDA.fullmatch(spec) is not None
 
 
+NVIDIA_CONTROL = "/dev/nvidiactl"  # the driver's control device, present wherever it runs (Linux)
+
+
+def nvidia_driver_present() -> bool:
+    """Whether an NVIDIA driver can be there at all: on Linux its control device exists
+    (importing pynvml alone costs ~50 ms, asking it more); elsewhere, assume it may."""
+    return not sys.platform.startswith("linux") or os.path.exists(NVIDIA_CONTROL)
+
+
 def gpu_visible() -> bool:
-    """Whether NVML sees an NVIDIA GPU (no NVML library, no driver, no GPU: False)."""
+    """Whether NVML sees an NVIDIA GPU (no driver, no NVML library, no GPU: False)."""
+    if not nvidia_driver_present():
+        return False
     try:
         import pynvml
     except ImportError:

@@ -31,6 +31,7 @@ from pipeline.defaults import (
     FORWARD,
     GPU_AUTO_BATCH,
     LOAD,
+    MAX_DECODE_WORKERS,
     POSTPROCESS,
     PREPROCESS,
 )
@@ -91,7 +92,7 @@ class PipelineConfig:
     device: str = "auto"
     batch_size: int | None = None  # None: auto (CPU_AUTO_BATCH / GPU_AUTO_BATCH)
     top_k: int = DEFAULT_TOP_K
-    workers: int = 1  # decode threads; 0 decodes on the calling thread
+    workers: int = field(default_factory=lambda: default_workers())  # decode threads; 0: on the calling thread
     ahead: int = DEFAULT_AHEAD
     max_pixels: int = DEFAULT_MAX_PIXELS
     cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "wwts")
@@ -332,6 +333,10 @@ class Prefetcher:
                 self._exhausted = True
                 return
             self._pending.append(self._pool.submit(self._pipeline.prepare, item))
+
+
+def default_workers() -> int:
+    return min(available_cores(), MAX_DECODE_WORKERS)
 
 
 def available_cores() -> int:

@@ -10,7 +10,7 @@ import logging
 import time
 
 from pipeline.text import printable
-from telemetry.names import INFERENCE
+from telemetry.records import DOCUMENT
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -28,5 +28,4 @@ class ConsoleFormatter(logging.Formatter):
 
 def not_inference(record: logging.LogRecord) -> bool:
     """A console filter: inference records go to the files, not to the terminal."""
-    event = getattr(record, "event", None)
-    return not (isinstance(event, dict) and event.get("dataset") == INFERENCE)
+    return not hasattr(record, DOCUMENT)

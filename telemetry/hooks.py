@@ -24,7 +24,7 @@ from pipeline.results import Result
 from telemetry import fields
 from telemetry.metrics import ERROR_TYPE, MODEL, OUTCOME, RUNTIME, STAGE, PipelineMetrics
 from telemetry.names import ALERT, CLASSIFY_SPAN, STARTUP
-from telemetry.records import trace_fields
+from telemetry.records import DOCUMENT, trace_fields
 from telemetry.resources import ResourceSampler, Snapshot
 from telemetry.thresholds import Thresholds
 
@@ -156,7 +156,7 @@ class TelemetryHooks(Hooks):
         if snapshot is not None:
             fields.merge(extra, snapshot.fields)
         fields.merge(extra, trace_fields(request.span.get_span_context()))
-        document = fields.inference_fields(result, extra)
+        document = {DOCUMENT: fields.inference_fields(result, extra)}
         if result.ok:
             top = result.predictions[0]
             self.logger.info("%s: %s (%.4f)", result.path, top.label, top.score, extra=document)

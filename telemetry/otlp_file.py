@@ -2,9 +2,10 @@
 
 A run with no collector still leaves a trace to read, and one that `wwts trace ship`
 can send later; its metrics (with their exemplars' trace ids) land beside it. The
-encoding is OpenTelemetry's own OTLP/JSON encoder (ids in hex, enums as integers): one
-`ExportTraceServiceRequest` / `ExportMetricsServiceRequest` per line, the format of the
-Collector's file exporter and of an OTLP/HTTP JSON body, so a line can be posted as it is.
+encoding is OTLP/JSON (ids in hex, enums as integers) — OpenTelemetry's own encoder for
+metrics, its equal `telemetry.otlp_json` for spans — one `ExportTraceServiceRequest` /
+`ExportMetricsServiceRequest` per line, the format of the Collector's file exporter and of
+an OTLP/HTTP JSON body, so a line can be posted as it is.
 """
 
 from __future__ import annotations
@@ -16,18 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry.exporter.otlp.json.common.metrics_encoder import encode_metrics
-from opentelemetry.exporter.otlp.json.common.trace_encoder import encode_spans
 from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from telemetry.daily import DailyFiles
 from telemetry.names import METRICS_PREFIX, TRACES_PREFIX
-
-
-def spans_to_json(spans: Sequence[ReadableSpan]) -> dict[str, Any]:
-    """One ExportTraceServiceRequest in OTLP/JSON."""
-    return encode_spans(spans).to_dict()
+from telemetry.otlp_json import SpanEncoder
 
 
 def metrics_to_json(data: MetricsData) -> dict[str, Any]:
@@ -64,15 +60,18 @@ class JsonLines:
 
 
 class OtlpJsonFileExporter(SpanExporter):
+    """Spans into `traces-YYYY-MM-DD.jsonl` (encoded by `telemetry.otlp_json`'s fast path)."""
+
     def __init__(self, directory: Path) -> None:
         self.lines = JsonLines(directory, TRACES_PREFIX)
+        self.encoder = SpanEncoder()
 
     @property
     def failed(self) -> OSError | None:
         return self.lines.failed
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        ok = self.lines.write(spans_to_json(spans))
+        ok = self.lines.write(self.encoder.encode(spans))
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
     def shutdown(self) -> None:

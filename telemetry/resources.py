@@ -14,6 +14,8 @@ from typing import Any
 
 import psutil
 
+from pipeline.device import nvidia_driver_present
+
 
 @dataclass(frozen=True)
 class GpuReading:
@@ -100,6 +102,8 @@ class Nvml:
     def __init__(self) -> None:
         self._handles: list[Any] = []
         self._names: list[str] = []
+        if not nvidia_driver_present():
+            return
         try:
             import pynvml
 

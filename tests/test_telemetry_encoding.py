@@ -144,3 +144,82 @@ def test_a_record_made_for_a_span_carries_its_ids(spans) -> None:
     document = formatter.format_to_ecs(_record("x", extra=trace_fields(context)))
     assert document["trace"]["id"] == format(context.trace_id, "032x")
     assert document["span"]["id"] == format(context.span_id, "016x")
+
+
+def _inference_documents() -> list[dict]:
+    """The fields of real inference records, from the one mapping: success and failure."""
+    from pipeline.results import ImageInfo, Prediction, Result
+    from telemetry.fields import inference_fields
+
+    good = Result(
+        path="a/猫.jpg", model="efficientnet-lite0", file="/x/a/猫.jpg",
+        image=ImageInfo("0" * 32, 1234, 1600, 1067, "RGB", "JPEG"),
+        predictions=[Prediction(1, "虎斑猫", 0.4123, 281), Prediction(2, "埃及猫", 0.3, 285)],
+        durations_ns={"load": 5_000_000, "preprocess": 3_000_123, "forward": 20_000_000, "postprocess": 200_000},
+        trace_id="1" * 32, runtime="onnxruntime", device="cpu",
+    )
+    try:
+        raise ValueError("broken pixels")
+    except ValueError as exc:
+        bad = Result(path="b.png", model="efficientnet-lite0", file="/x/b.png", error=exc,
+                     durations_ns={"load": 1_500_000})
+    extra = {"wwts": {"resource": {"process": {"cpu": {"utilization": 0.5}, "memory": {"rss": 1}}}},
+             "trace": {"id": "1" * 32}, "span": {"id": "2" * 16}, "http": {"request": {"method": "POST"}}}
+    return [inference_fields(good, extra), inference_fields(bad, extra)]
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_the_fast_inference_document_is_ecs_loggings(index: int) -> None:
+    """The fast path (fields merged once) gives what ecs-logging's generic walk gives for
+    the same fields passed as extras: same document, field for field."""
+    from telemetry.records import DOCUMENT
+
+    fields = _inference_documents()[index]
+    static = {"service": {"name": "wwts", "version": "0.1.0", "environment": "test"}, "host": {"name": "box"}}
+    formatter = EcsFormatter(static)
+    fast = formatter.format_to_ecs(_record("%s", "msg", extra={DOCUMENT: fields}))
+    generic = ecs_logging.StdlibFormatter(extra=static, exclude_fields=EXCLUDED_FIELDS).format_to_ecs(
+        _record("%s", "msg", extra=json.loads(json.dumps(fields)))
+    )
+    fast["event"].pop("id")
+    assert fast.pop("@timestamp")[:19] == generic.pop("@timestamp")[:19]
+    assert fast == generic
+    line = json.loads(formatter.format(_record("%s", "msg", extra={DOCUMENT: fields})))
+    assert list(line)[:3] == ["@timestamp", "log.level", "message"] and len(line["event"]["id"]) == 32
+
+
+def _pipeline_spans(make_pipeline, data_dir) -> list:
+    """The spans a real run makes: a batch of two (a linked forward), a failure, snapshots."""
+    from telemetry.hooks import TelemetryHooks
+    from telemetry.resources import ResourceSampler
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "wwts"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    hooks = TelemetryHooks(provider.get_tracer("wwts", "0.1.0"), logging.getLogger("wwts.test-encoding"),
+                           sampler=ResourceSampler())
+    with make_pipeline(hooks, batch_size=2) as pipeline:
+        list(pipeline.run([str(data_dir / "coffee.png"), str(data_dir / "camera.png"), "/nonexistent.png"]))
+    return list(exporter.get_finished_spans())
+
+
+def test_the_fast_span_encoder_writes_what_opentelemetry_writes(spans, make_pipeline, data_dir) -> None:
+    from opentelemetry.sdk.trace import ReadableSpan
+
+    from telemetry.otlp_json import SpanEncoder, official
+
+    encoder = SpanEncoder()
+    real = _pipeline_spans(make_pipeline, data_dir)
+    assert {s.name for s in real} >= {"wwts.classify", "load", "preprocess", "forward", "postprocess"}
+    for batch in (spans, spans[:1], real, real[:3], []):
+        assert encoder.encode(batch) == official(batch)
+    remote = trace.SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=trace.TraceFlags(1),
+                               trace_state=trace.TraceState([("k", "v")]))
+    served = ReadableSpan(name="POST /v1/classify", context=trace.SpanContext(0xABC, 0x123, False, trace_state=remote.trace_state),
+                          parent=remote,
+                          kind=trace.SpanKind.SERVER, resource=real[0].resource, attributes={"http.route": "/v1"},
+                          start_time=1, end_time=2, links=[Link(remote)])
+    assert encoder.encode([served]) == official([served])
+    odd = ReadableSpan(name="odd", context=trace.SpanContext(1, 2, False), attributes={"raw": b"\x00", "nan": float("nan")},
+                       resource=real[0].resource, start_time=1, end_time=2)
+    assert encoder.encode([odd]) == official([odd])  # what it does not know, the official encoder writes

@@ -1,9 +1,4 @@
-"""wwts: observable image recognition (CLI and settings; the model side is `pipeline`,
-the observing side `telemetry`)."""
+"""wwts: observable image recognition (the front doors: CLI, HTTP service, settings; the
+model side is `pipeline`, the observing side `telemetry`)."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("wwts")
-except PackageNotFoundError:  # running from a source tree without install
-    __version__ = "0.0.0"
+__version__ = "0.1.0"  # the package's version, read by setuptools at build time (pyproject.toml)

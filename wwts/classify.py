@@ -7,6 +7,8 @@ lines for each classified image, and one stderr line for each failed one.
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import logging
 import sys
 from collections.abc import Iterable
@@ -47,15 +49,16 @@ class ClassifyOptions:
     as_json: bool = False
     log_dir: Path = Path("logs")
     telemetry: bool = True
-    workers: int = 1
+    workers: int | None = None  # decode threads; None: one per core (pipeline.driver)
 
 
 def pipeline_config(options: ClassifyOptions, settings: Settings) -> PipelineConfig:
-    return PipelineConfig(
+    config = PipelineConfig(
         model=options.model, model_dir=options.model_dir, runtime=options.runtime, device=options.device,
-        batch_size=options.batch_size, top_k=options.top_k, workers=options.workers,
-        max_pixels=settings.max_image_pixels, cache_dir=settings.cache_dir,
+        batch_size=options.batch_size, top_k=options.top_k, max_pixels=settings.max_image_pixels,
+        cache_dir=settings.cache_dir,
     )
+    return config if options.workers is None else dataclasses.replace(config, workers=options.workers)
 
 
 def run_classify(options: ClassifyOptions, settings: Settings, out: TextIO | None = None) -> int:
@@ -75,6 +78,9 @@ def run_classify(options: ClassifyOptions, settings: Settings, out: TextIO | Non
         facts = runtime_facts(pipeline.plan, options.model)
         log.info(startup_line(facts), extra={**startup, "wwts": {"startup": facts}})
         items = list(input_paths.expand(options.paths, recursive=options.recursive))
+        # What is alive now (modules, the model's session) lives as long as the run: left
+        # out of the collector's full passes, which would otherwise stall a long run.
+        gc.freeze()
         with GracefulStop() as stop:
             failed = _show(pipeline.run(items, stopped=stop.requested), options, telemetry, out, len(items))
         if stop.exit_code is not None:
