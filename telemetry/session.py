@@ -177,7 +177,8 @@ class Telemetry:
             if flusher is not None:
                 flusher.join(max(0.0, deadline - time.monotonic()))
         if traces is not None or metrics is not None:
-            self._report_exports(traces is not None and traces.is_alive(), metrics is not None and metrics.is_alive())
+            traces_failed = traces is not None and (traces.is_alive() or getattr(self._exporter, "failures", 0) > 0)
+            self._report_exports(traces_failed, metrics is not None and metrics.is_alive())
             logging.getLogger("opentelemetry").removeHandler(self._otel_problems)
         if self.file_handler is not None:
             self.logger.removeHandler(self.file_handler)
@@ -194,10 +195,10 @@ class Telemetry:
             self._console_handler.flush()
             self.logger.removeHandler(self._console_handler)
 
-    def _report_exports(self, traces_pending: bool, metrics_pending: bool) -> None:
+    def _report_exports(self, traces_failed: bool, metrics_pending: bool) -> None:
         """One warning line whatever failed: a dead collector fails both signals at once."""
         problems = self._otel_problems
-        traces = traces_pending or problems.count > 0
+        traces = traces_failed or problems.count > 0
         metrics = metrics_pending or problems.metric_count > 0
         if not (traces or metrics):
             return

@@ -6,12 +6,13 @@ OTLP-JSON file in the log directory, so a run with no servers still leaves a tra
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter, SpanExportResult
 
 from telemetry.config import CONSOLE, FILE, NONE, OTLP, SignalConfig
 from telemetry.names import TRACES_PREFIX
@@ -38,6 +39,27 @@ def describe(config: SignalConfig, log_dir: Path) -> Target:
     return Target(config.kind, "")
 
 
+class Watched(SpanExporter):
+    """An exporter that remembers whether any export failed, so that the end of a run can
+    say so in one line whatever the exporter logged (or did not log) on the way."""
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self.inner = inner
+        self.failures = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        result = self.inner.export(spans)
+        if result is not SpanExportResult.SUCCESS:
+            self.failures += 1
+        return result
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
 def make_exporter(config: SignalConfig, log_dir: Path) -> SpanExporter | None:
     if config.kind == NONE:
         return None
@@ -49,10 +71,10 @@ def make_exporter(config: SignalConfig, log_dir: Path) -> SpanExporter | None:
     if config.http:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 
-        return HttpExporter(**options)
+        return Watched(HttpExporter(**options))
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
-    return GrpcExporter(**options)
+    return Watched(GrpcExporter(**options))
 
 
 def make_provider(resource: Resource, config: SignalConfig, log_dir: Path) -> tuple[TracerProvider, SpanExporter | None]:
