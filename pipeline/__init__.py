@@ -1,5 +1,6 @@
-"""The model side of wwts: a registry of models and the four stages that run them.
+"""The model side of wwts: inputs, decoding, the four stages, the model registry, the
+runtimes, and the one driver (`pipeline.driver.Pipeline`) with its dynamic batcher.
 
-Nothing in this package knows about spans or log records; `pipeline.runner` exposes
-hooks that `telemetry` plugs into from outside.
+Nothing in this package knows about spans, log records or the CLI; the driver exposes
+`Hooks` that `telemetry` implements from outside.
 """
