@@ -193,7 +193,7 @@ class Pipeline:
 
     def prefetcher(self, items: Iterable[Item]) -> Prefetcher:
         return Prefetcher(
-            items, self, workers=self.config.workers, ahead=self.config.ahead, max_pixels=self.config.max_pixels
+            items, self, workers=self.config.workers, ahead=self.config.ahead
         )
 
     def prepare(self, item: Item, parent: Any = None) -> Prepared:
@@ -273,10 +273,7 @@ class Prefetcher:
     were prepared but never classified.
     """
 
-    def __init__(
-        self, items: Iterable[Item], pipeline: Pipeline, *, workers: int = 1, ahead: int = DEFAULT_AHEAD,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
-    ) -> None:
+    def __init__(self, items: Iterable[Item], pipeline: Pipeline, *, workers: int = 1, ahead: int = DEFAULT_AHEAD) -> None:
         self._items = iter(items)
         self._pipeline = pipeline
         self.ahead = max(1, ahead)

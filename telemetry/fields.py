@@ -86,32 +86,36 @@ FIELDS: tuple[Field, ...] = (
     Field(None, "error.message", _error(lambda e: valid(str(e)))),
     Field(None, "error.stack_trace", _error(lambda e: valid(stack_trace(e)))),
 )
-SPAN_FIELDS = tuple(f for f in FIELDS if f.span)
-ECS_FIELDS = tuple(f for f in FIELDS if f.ecs)
 
 
-def span_attributes(result: Result) -> dict[str, Any]:
-    attributes = {}
-    for row in SPAN_FIELDS:
-        value = row.value(result)
-        if value is not None:
-            attributes[row.span] = value
-    return attributes
-
-
-def inference_fields(result: Result, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The inference record's fields (nested, as ecs-logging takes `extra`), with
-    `extra` (nested too: resource snapshot, HTTP fields) merged in."""
+def derive(result: Result, *extras: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The span attributes and the record's fields (nested, as ecs-logging takes `extra`)
+    of one result, each row's value computed once; `extras` (nested too: the HTTP
+    request's, the resource snapshot, the trace ids) are merged into the record."""
+    attributes: dict[str, Any] = {}
     document: dict[str, Any] = {
         "event": {"dataset": INFERENCE, "kind": EVENT_KIND, "category": list(EVENT_CATEGORY), "type": list(EVENT_TYPE)}
     }
-    for row in ECS_FIELDS:
+    for row in FIELDS:
         value = row.value(result)
-        if value is not None:
+        if value is None:
+            continue
+        if row.span:
+            attributes[row.span] = value
+        if row.ecs:
             put(document, row.parts, value)
-    if extra:
-        merge(document, extra)
-    return document
+    for extra in extras:
+        if extra:
+            merge(document, extra)
+    return attributes, document
+
+
+def span_attributes(result: Result) -> dict[str, Any]:
+    return derive(result)[0]
+
+
+def inference_fields(result: Result, *extras: Mapping[str, Any] | None) -> dict[str, Any]:
+    return derive(result, *extras)[1]
 
 
 def put(document: dict[str, Any], parts: tuple[str, ...], value: Any) -> None:
@@ -122,8 +126,13 @@ def put(document: dict[str, Any], parts: tuple[str, ...], value: Any) -> None:
 
 
 def merge(document: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    """`extra`'s leaves into `document`, nested mappings copied (never shared, so a later
+    merge cannot change a snapshot's cached fields through the document)."""
     for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(document.get(key), dict):
-            merge(document[key], value)
+        if isinstance(value, Mapping):
+            node = document.get(key)
+            if not isinstance(node, dict):
+                node = document[key] = {}
+            merge(node, value)
         else:
             document[key] = value

@@ -126,13 +126,17 @@ class TelemetryHooks(Hooks):
 
     def finish(self, request: Request, result: Result) -> None:
         span = request.span
-        span.set_attributes(fields.span_attributes(result))  # error.type included
+        snapshot = self._snapshot()
+        attributes, document = fields.derive(
+            result, request.extra, snapshot.fields if snapshot is not None else None,
+            trace_fields(span.get_span_context()),
+        )
+        span.set_attributes(attributes)  # error.type included
         if result.error is not None:
             if not _has_error_status(span):  # failed before any stage ran (e.g. an unlistable directory)
                 span.record_exception(result.error)
             span.set_status(Status(StatusCode.ERROR, str(result.error)))
-        snapshot = self._snapshot()
-        self._record(request, result, snapshot)
+        self._record(result, document)
         if result.ok:
             self._alerts(request, result, snapshot)
         if self.metrics is not None:
@@ -151,18 +155,14 @@ class TelemetryHooks(Hooks):
 
     # -- records -------------------------------------------------------------------
 
-    def _record(self, request: Request, result: Result, snapshot: Snapshot | None) -> None:
-        extra = dict(request.extra)
-        if snapshot is not None:
-            fields.merge(extra, snapshot.fields)
-        fields.merge(extra, trace_fields(request.span.get_span_context()))
-        document = {DOCUMENT: fields.inference_fields(result, extra)}
+    def _record(self, result: Result, document: dict[str, Any]) -> None:
+        extra = {DOCUMENT: document}
         if result.ok:
             top = result.predictions[0]
-            self.logger.info("%s: %s (%.4f)", result.path, top.label, top.score, extra=document)
+            self.logger.info("%s: %s (%.4f)", result.path, top.label, top.score, extra=extra)
         else:
             error = result.error
-            self.logger.error("%s: %s: %s", result.path, type(error).__name__, error, extra=document)
+            self.logger.error("%s: %s: %s", result.path, type(error).__name__, error, extra=extra)
 
     def _alerts(self, request: Request, result: Result, snapshot: Snapshot | None) -> None:
         total = result.total_ns / 1e6

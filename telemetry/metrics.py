@@ -32,6 +32,7 @@ from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     ConsoleMetricExporter,
     MetricExporter,
+    MetricExportResult,
     MetricReader,
     PeriodicExportingMetricReader,
 )
@@ -105,10 +106,32 @@ def make_exporter(config: SignalConfig, log_dir: Path, preference: str) -> Metri
     if config.http:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
 
-        return HttpExporter(**options)
+        return Watched(HttpExporter(**options), preferred)
     from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcExporter
 
-    return GrpcExporter(**options)
+    return Watched(GrpcExporter(**options), preferred)
+
+
+class Watched(MetricExporter):
+    """An exporter that remembers whether any export failed (as `telemetry.tracing.Watched`
+    does for spans): the end of a run says so from the results, not from log lines."""
+
+    def __init__(self, inner: MetricExporter, preferred_temporality: dict[type, AggregationTemporality]) -> None:
+        super().__init__(preferred_temporality=preferred_temporality)
+        self.inner = inner
+        self.failures = 0
+
+    def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+        if result is not MetricExportResult.SUCCESS:
+            self.failures += 1
+        return result
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)
 
 
 @dataclass

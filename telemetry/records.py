@@ -26,6 +26,7 @@ import ecs_logging
 from opentelemetry import trace
 
 from telemetry.daily import DailyFiles
+from telemetry.fields import merge
 from telemetry.names import LOG, RECORDS_PREFIX
 
 # ecs-logging fields left out of every record: the message already says what
@@ -95,8 +96,8 @@ class EcsFormatter(ecs_logging.StdlibFormatter):
             document.update(fields)
             document["event"] = dict(document.get("event", ()))  # its own: `format_to_ecs` adds the id
         else:
-            _merge(document, self.static_fields)
-            _merge(document, fields)
+            merge(document, self.static_fields)
+            merge(document, fields)
         return document
 
     _second: int = -1
@@ -109,15 +110,6 @@ class EcsFormatter(ecs_logging.StdlibFormatter):
         if second != self._second:
             self._second, self._second_text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         return "%s.%03dZ" % (self._second_text, record.msecs)  # noqa: UP031 - ecs-logging's format
-
-
-def _merge(document: dict[str, Any], fields: Mapping[str, Any]) -> None:
-    for key, value in fields.items():
-        if isinstance(value, Mapping):
-            node = document.setdefault(key, {})
-            _merge(node, value)
-        else:
-            document[key] = value
 
 
 class DailyEcsHandler(logging.Handler):

@@ -81,13 +81,11 @@ class Snapshot:
     @cached_property
     def fields(self) -> dict[str, Any]:
         """The same names as nested ECS-document fields."""
+        from telemetry.fields import put
+
         document: dict[str, Any] = {}
         for name, value in self.attributes.items():
-            node = document
-            *parents, last = name.split(".")
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[last] = value
+            put(document, tuple(name.split(".")), value)
         return document
 
     @property

@@ -54,23 +54,16 @@ class TelemetryConfig:
 
 
 class _LastProblem(logging.Handler):
-    """Collects the OpenTelemetry SDK's export complaints (one per retry and batch) so the
-    run ends with one warning instead of a stream of them; per signal, told apart by the
-    logger (`...metric_exporter`, `...sdk.metrics...`) or the message ("... metrics to")."""
+    """Keeps the OpenTelemetry SDK's last export complaint (it logs one per retry and
+    batch): the run ends with one warning that quotes it instead of a stream of them.
+    Whether a signal failed comes from its exporter's results (`Watched`), not from here."""
 
     def __init__(self) -> None:
         super().__init__(level=logging.WARNING)
-        self.count = 0
-        self.metric_count = 0
         self.last: str | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if "metric" in record.name or " metrics " in message:
-            self.metric_count += 1
-        else:
-            self.count += 1
-        self.last = message.splitlines()[0][:300]
+        self.last = record.getMessage().splitlines()[0][:300]
 
 
 class Telemetry:
@@ -176,14 +169,13 @@ class Telemetry:
         for flusher in (traces, metrics):
             if flusher is not None:
                 flusher.join(max(0.0, deadline - time.monotonic()))
+        metric_exporter = self.meters.exporter if self.meters is not None else None
         if traces is not None or metrics is not None:
-            traces_failed = traces is not None and (traces.is_alive() or getattr(self._exporter, "failures", 0) > 0)
-            self._report_exports(traces_failed, metrics is not None and metrics.is_alive())
+            self._report_exports(_failed(traces, self._exporter), _failed(metrics, metric_exporter))
             logging.getLogger("opentelemetry").removeHandler(self._otel_problems)
         if self.file_handler is not None:
             self.logger.removeHandler(self.file_handler)
             self.file_handler.close()
-            metric_exporter = self.meters.exporter if self.meters is not None else None
             failed = (self.file_handler.failed or getattr(self._exporter, "failed", None)
                       or getattr(metric_exporter, "failed", None))
             if failed is not None:  # console only: the files are what failed
@@ -195,19 +187,21 @@ class Telemetry:
             self._console_handler.flush()
             self.logger.removeHandler(self._console_handler)
 
-    def _report_exports(self, traces_failed: bool, metrics_pending: bool) -> None:
+    def _report_exports(self, traces: bool, metrics: bool) -> None:
         """One warning line whatever failed: a dead collector fails both signals at once."""
-        problems = self._otel_problems
-        traces = traces_failed or problems.count > 0
-        metrics = metrics_pending or problems.metric_count > 0
         if not (traces or metrics):
             return
         what = "traces were not all exported, nor metrics" if traces and metrics else (
             "traces were not all exported" if traces else "metrics were not all exported")
         self.logger.warning(
             "%s (%s); inference results are unaffected", what,
-            problems.last or f"no answer within {SHUTDOWN_BUDGET_S:.0f} s",
+            self._otel_problems.last or f"no answer within {SHUTDOWN_BUDGET_S:.0f} s",
         )
+
+
+def _failed(flusher: threading.Thread | None, exporter: object | None) -> bool:
+    """A signal did not get out: its flush outlived the budget, or an export failed."""
+    return flusher is not None and (flusher.is_alive() or getattr(exporter, "failures", 0) > 0)
 
 
 def _flusher(flush: Callable[[], object], name: str) -> threading.Thread:

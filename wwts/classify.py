@@ -52,13 +52,17 @@ class ClassifyOptions:
     workers: int | None = None  # decode threads; None: one per core (pipeline.driver)
 
 
-def pipeline_config(options: ClassifyOptions, settings: Settings) -> PipelineConfig:
+def pipeline_config(
+    settings: Settings, *, model: str, model_dir: Path | None, runtime: str, device: str,
+    batch_size: int | None, top_k: int, workers: int | None = None,
+) -> PipelineConfig:
+    """The pipeline a front door runs: its flags over the environment's settings
+    (`workers` None: the pipeline's default, one decode thread per core)."""
     config = PipelineConfig(
-        model=options.model, model_dir=options.model_dir, runtime=options.runtime, device=options.device,
-        batch_size=options.batch_size, top_k=options.top_k, max_pixels=settings.max_image_pixels,
-        cache_dir=settings.cache_dir,
+        model=model, model_dir=model_dir, runtime=runtime, device=device, batch_size=batch_size, top_k=top_k,
+        max_pixels=settings.max_image_pixels, cache_dir=settings.cache_dir,
     )
-    return config if options.workers is None else dataclasses.replace(config, workers=options.workers)
+    return config if workers is None else dataclasses.replace(config, workers=workers)
 
 
 def run_classify(options: ClassifyOptions, settings: Settings, out: TextIO | None = None) -> int:
@@ -74,7 +78,11 @@ def run_classify(options: ClassifyOptions, settings: Settings, out: TextIO | Non
     startup = {"event": {"dataset": STARTUP, "kind": "event"}}
     pipeline: Pipeline | None = None
     try:
-        pipeline = Pipeline(pipeline_config(options, settings), telemetry.hooks())
+        config = pipeline_config(
+            settings, model=options.model, model_dir=options.model_dir, runtime=options.runtime,
+            device=options.device, batch_size=options.batch_size, top_k=options.top_k, workers=options.workers,
+        )
+        pipeline = Pipeline(config, telemetry.hooks())
         facts = runtime_facts(pipeline.plan, options.model)
         log.info(startup_line(facts), extra={**startup, "wwts": {"startup": facts}})
         items = list(input_paths.expand(options.paths, recursive=options.recursive))

@@ -4,11 +4,13 @@ seed script's console lines — all from the result itself, rounded once here.""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.results import Result
 from pipeline.text import printable, valid
-from telemetry.resources import Snapshot
+
+if TYPE_CHECKING:
+    from telemetry.resources import Snapshot
 
 JSON_DECIMALS = 2  # latency_ms in --json and HTTP answers
 # Characters JSON leaves raw inside strings that line splitters other than "\n" (Python's

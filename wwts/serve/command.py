@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.driver import Pipeline, PipelineConfig, available_cores
+from pipeline.driver import Pipeline, available_cores
 from telemetry.config import prefer_stable_http_conventions
 from telemetry.session import Telemetry, TelemetryConfig
 from wwts import __version__
-from wwts.classify import SETUP_ERRORS
+from wwts.classify import SETUP_ERRORS, pipeline_config
 from wwts.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from wwts.facts import runtime_facts, startup_line
 from wwts.serve.app import create_app
@@ -27,14 +27,6 @@ from wwts.serve.records import StatusHooks
 from wwts.serve.server import EVENT, GracefulServer, bind
 from wwts.serve.service import Service
 from wwts.settings import Settings
-
-
-def pipeline_config(options: ServeOptions, settings: Settings, workers: int) -> PipelineConfig:
-    return PipelineConfig(
-        model=options.model, model_dir=options.model_dir, runtime=options.runtime, device=options.device,
-        batch_size=options.max_batch_size, top_k=options.top_k, workers=workers,
-        max_pixels=settings.max_image_pixels, cache_dir=settings.cache_dir,
-    )
 
 
 def run_serve(options: ServeOptions, settings: Settings) -> int:
@@ -51,7 +43,11 @@ def run_serve(options: ServeOptions, settings: Settings) -> int:
     try:
         workers = available_cores()
         try:
-            pipeline = Pipeline(pipeline_config(options, settings, workers), StatusHooks(telemetry.hooks(), status_of))
+            config = pipeline_config(
+                settings, model=options.model, model_dir=options.model_dir, runtime=options.runtime,
+                device=options.device, batch_size=options.max_batch_size, top_k=options.top_k, workers=workers,
+            )
+            pipeline = Pipeline(config, StatusHooks(telemetry.hooks(), status_of))
         except SETUP_ERRORS as exc:
             log.error("model %s: %s", options.model, exc, extra=EVENT)
             return EXIT_USAGE
