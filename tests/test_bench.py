@@ -222,8 +222,12 @@ def test_run_process_reads_both_pipes_and_the_childs_own_usage(tmp_path: Path) -
 
 
 def test_the_bench_does_not_import_the_cli() -> None:
-    """wwts.cli imports wwts.bench to register the command; never the other way round."""
+    """wwts.cli registers the command from wwts.bench_cli; the bench never imports the CLI,
+    and starting any command does not import the bench."""
     code = "import sys, wwts.bench; print('wwts.cli' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+    code = "import sys, wwts.cli; wwts.cli.build_app(); print('wwts.bench' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import stages
+from pipeline import imaging, stages
 from pipeline.defaults import DEFAULT_MAX_PIXELS
-from pipeline.imaging import DecompressionBomb, ImageRejected, decode
+from pipeline.imaging import Decoded, DecompressionBomb, ImageRejected, decode
+from tests.conftest import DATA
 
 
 def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
@@ -129,3 +132,81 @@ def test_importing_the_decoder_changes_nothing_process_wide() -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+# -- plain PNGs: libpng's pixels, Pillow's everything else ----------------------------------
+
+
+def _photo() -> Image.Image:
+    return Image.open(DATA / "coffee.png").convert("RGB")
+
+
+def _pillow_only(data: bytes, monkeypatch: pytest.MonkeyPatch) -> Decoded:
+    with monkeypatch.context() as patched:
+        patched.setattr(imaging, "_plain_png_pixels", lambda *args: None)
+        return decode(data)
+
+
+def _with_chunk(png: bytes, kind: bytes, body: bytes, *, after_idat: bool) -> bytes:
+    """`png` with one more chunk, just before IEND or just after IHDR."""
+    chunk = struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    at = len(png) - 12 if after_idat else 33
+    return png[:at] + chunk + png[at:]
+
+
+@pytest.mark.parametrize(
+    "params", [{}, {"optimize": True}, {"interlace": 1}, {"compress_level": 0}], ids=["default", "optimized", "interlaced", "stored"]
+)
+def test_plain_png_pixels_are_pillows_pixels(params: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
+    photo = _photo()
+    data = encode(photo, "PNG", **params)
+    assert imaging.is_plain_png(data)
+    assert imaging._plain_png_pixels(data, *photo.size) is not None  # libpng decoded it
+    fast, slow = decode(data), _pillow_only(data, monkeypatch)
+    assert (fast.width, fast.height, fast.mode, fast.format) == (slow.width, slow.height, slow.mode, slow.format)
+    assert fast.image.mode == "RGB"
+    assert np.array_equal(np.asarray(fast.image), np.asarray(slow.image))
+    assert np.array_equal(np.asarray(fast.image), np.asarray(photo))
+
+
+def test_gamma_and_icc_chunks_do_not_change_the_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = encode(_photo(), "PNG", icc_profile=ImageCms_profile())
+    data = _with_chunk(data, b"gAMA", struct.pack(">I", 100000), after_idat=False)  # gamma 1.0, far from sRGB
+    assert imaging.is_plain_png(data)
+    assert np.array_equal(np.asarray(decode(data).image), np.asarray(_pillow_only(data, monkeypatch).image))
+
+
+def ImageCms_profile() -> bytes:  # noqa: N802 - any well-formed ICC profile will do
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def test_pngs_with_what_pillow_reads_besides_pixels_stay_pillows() -> None:
+    photo = _photo()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    late_exif = _with_chunk(encode(photo, "PNG"), b"eXIf", exif.tobytes(), after_idat=True)
+    assert not imaging.is_plain_png(late_exif)
+    assert decode(late_exif).image.size == (photo.height, photo.width)  # the orientation still turns it
+    keyed = encode(photo, "PNG", transparency=(255, 255, 255))
+    texted = _with_chunk(encode(photo, "PNG"), b"tEXt", b"Comment\0hello", after_idat=True)
+    for data in (keyed, texted, encode(photo.convert("RGBA"), "PNG"), encode(photo.convert("L"), "PNG")):
+        assert not imaging.is_plain_png(data)
+    sixteen_bits = bytearray(encode(photo, "PNG"))
+    sixteen_bits[24] = 16  # IHDR's bit depth
+    assert not imaging.is_plain_png(bytes(sixteen_bits))
+
+
+def test_a_broken_plain_png_fails_in_pillows_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = encode(_photo(), "PNG")
+    truncated = data[: len(data) // 2]
+    damaged = bytearray(data)
+    damaged[len(data) // 2] ^= 0xFF  # one flipped byte in the compressed pixels: libpng sees a bad CRC
+    assert imaging.is_plain_png(bytes(damaged)) and not imaging.is_plain_png(truncated)
+    for broken in (truncated, bytes(damaged)):
+        with pytest.raises(ImageRejected) as fast:
+            decode(broken)
+        with pytest.raises(ImageRejected) as slow:
+            _pillow_only(broken, monkeypatch)
+        assert (type(fast.value), str(fast.value)) == (type(slow.value), str(slow.value))

@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import typer
 
@@ -49,6 +49,7 @@ from pipeline.defaults import STAGES, TOTAL
 from pipeline.device import AUTO
 from pipeline.runtimes import TORCH as TORCH_RUNTIME
 from telemetry.names import INFERENCE, RECORDS_PREFIX
+from wwts.bench_cli import DEFAULT_REPEATS
 from wwts.errors import UsageError, WwtsError
 from wwts.settings import DEFAULT_RUNTIME
 
@@ -56,7 +57,6 @@ SEED_MODULE, FLOOR_MODULE, CLI_MODULE = "benchmarks.seed_loop", "benchmarks.floo
 SEED, WWTS, FLOOR, TORCH = "seed loop", "wwts classify", "floor", "wwts classify --runtime torch"
 KEPT_VARIABLES = frozenset({"WWTS_CACHE"})  # where the graph and the photos are cached
 OWN_PACKAGES = frozenset({"wwts", "pipeline", "telemetry", "queries", "deploy", "benchmarks"})
-DEFAULT_REPEATS = 3
 WARMUP_IMAGES = 8  # the first in-process run imports ONNX Runtime and OpenTelemetry
 SOAK_WARMUP = 300  # results before the soak's baseline: every photo decoded once, the queue full
 SOAK_SAMPLE_S = 0.25  # how often the soak's RSS is read
@@ -696,36 +696,11 @@ def figures(report: Mapping[str, Any]) -> dict[str, float | None]:
 # -- the command ------------------------------------------------------------------------
 
 
-def bench(
-    paths: Annotated[
-        list[Path] | None,
-        typer.Argument(help="Images or directories (default: the photo set built from benchmarks/samples).",
-                       show_default=False),
-    ] = None,
-    images: Annotated[
-        int | None,
-        typer.Option("--images", "-n", min=1, help="How many images per run.", show_default="the photo set's size"),
-    ] = None,
-    repeats: Annotated[
-        int, typer.Option("--repeats", "-r", min=1, help="Alternating repeats; medians reported.")
-    ] = DEFAULT_REPEATS,
-    runtime: Annotated[
-        str, typer.Option("--runtime", help="auto, onnxruntime or torch (for every wwts run).")
-    ] = DEFAULT_RUNTIME,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N (for every wwts run).")] = AUTO,
-    batch_size: Annotated[
-        int | None,
-        typer.Option("--batch-size", min=1, help="Images per forward pass (wwts and the floor).", show_default="auto"),
-    ] = None,
-    processes: Annotated[
-        bool, typer.Option("--processes/--no-processes", help="Whole processes and the cold start, or only in process.")
-    ] = True,
-    soak_images: Annotated[
-        int, typer.Option("--soak", min=0, help="Also classify N images in one wwts process: its RSS growth.")
-    ] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+def run_command(
+    paths: list[Path] | None, images: int | None, repeats: int, runtime: str, device: str,
+    batch_size: int | None, processes: bool, soak_images: int, as_json: bool,
 ) -> None:
-    """wwts against the seed loop and the floor, telemetry on vs off, cold start, RSS."""
+    """`wwts bench` with its options (`wwts.bench_cli`): measure, then print the report."""
     from benchmarks.photos import DEFAULT_COUNT
     from pipeline.device import DeviceError
     from pipeline.runtimes import RuntimeUnavailable

@@ -112,8 +112,10 @@ def _show(results: Iterable[Result], options: ClassifyOptions, telemetry: Teleme
         for result in results:
             if result.ok:
                 if not options.as_json:
-                    for text in render.console_lines(result, telemetry.snapshot()):
-                        sys.stderr.write(line("INFO", text) + "\n")  # looked up each time: rich may redirect it
+                    # one write per image: a line-buffered stderr makes a system call per line
+                    # (sys.stderr is looked up each time: rich may redirect it)
+                    lines = render.console_lines(result, telemetry.snapshot())
+                    sys.stderr.write("".join(line("INFO", text) + "\n" for text in lines))
             else:
                 failed += 1
                 sys.stderr.write(line("ERROR", f"{result.path}: {render.failure(result)}") + "\n")

@@ -158,13 +158,13 @@ def _root(
 
 def build_app() -> typer.Typer:
     """The app with every command group; the groups import their heavy parts when run."""
-    from wwts import bench, elk_cli, logs_cli, trace_cli
+    from wwts import bench_cli, elk_cli, logs_cli, trace_cli
 
     app = typer.Typer(name="wwts", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
     app.callback()(_root)
     app.command()(classify)
     app.command()(info)
-    app.command()(bench.bench)
+    app.command()(bench_cli.bench)
     app.command()(serve)
     app.add_typer(logs_cli.app, name="logs")
     app.add_typer(elk_cli.app, name="elk")

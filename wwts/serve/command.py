@@ -11,6 +11,7 @@ exporter. The model loads on the batch worker while the server already answers
 
 from __future__ import annotations
 
+import gc
 import logging
 
 from pipeline.driver import Pipeline, available_cores
@@ -70,6 +71,9 @@ def run_serve(options: ServeOptions, settings: Settings) -> int:
         app = create_app(service, telemetry.provider, telemetry.meter_provider, telemetry.prometheus_text)
         server = GracefulServer(app, service, log, flush=handler.flush if handler else lambda: None)
         service.start()
+        # As in `classify`: what is alive now (modules, the app) lives as long as the
+        # server, and is left out of the collector's full passes.
+        gc.freeze()
         server.run(sockets=[sock])
         return _outcome(server, service, log)
     finally:
