@@ -97,14 +97,17 @@ def test_a_signal_mid_run_completes_the_current_image_and_flushes(tmp_path: Path
     for index in range(count):
         (folder / f"img_{index:03d}.jpg").symlink_to(data_dir / "rocket.jpg")
     logs = tmp_path / "logs"
+    # stdout unbuffered: `communicate` reads the pipe itself, so lines a buffered readline
+    # had read ahead (a batch's results come out together) would never be seen
     process = subprocess.Popen([*WWTS, "classify", str(folder), "--json", "--log-dir", str(logs)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=user_env())
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, cwd=ROOT, env=user_env())
     assert process.stdout is not None
     first = process.stdout.readline()
     process.send_signal(signum)
-    rest, stderr = process.communicate(timeout=60)
+    rest, errors = process.communicate(timeout=60)
+    stderr = errors.decode()
     assert process.returncode == code, stderr
-    results = [json.loads(line) for line in (first + rest).splitlines()]
+    results = [json.loads(line) for line in (first + rest).decode().splitlines()]
     assert 1 <= len(results) < count and all(r["ok"] for r in results)
     records = [json.loads(line) for path in logs.glob("wwts-*.jsonl") for line in path.read_text().splitlines()]
     inference = [r for r in records if r["event"]["dataset"] == "wwts.inference"]
