@@ -482,6 +482,11 @@ def test_a_body_over_the_limit_is_refused_before_it_is_complete(server: Served) 
                      f"Content-Length: {50 * 2**30}\r\n\r\n".encode())  # 50 GiB announced, none sent
     status, _, body = read_response(declared)
     assert status == 413 and body["error"]["type"] == "BodyTooLarge"
+    waiting = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+    waiting.sendall(f"POST /v1/classify HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+                    f"Content-Length: {50 * 2**30}\r\nExpect: 100-continue\r\n\r\n".encode())
+    status, _, body = read_response(waiting)  # the refusal first: never a "100 Continue" that asks for the body
+    assert status == 413 and body["error"]["type"] == "BodyTooLarge"
 
 
 @pytest.mark.integration

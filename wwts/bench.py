@@ -367,7 +367,10 @@ def _sample_rss(pid: int, every_s: float, lines: list[bytes], samples: list[tupl
     try:
         process = psutil.Process(pid)
         while not done.wait(every_s):
-            samples.append((len(lines), round(process.memory_info().rss / MB, 1)))
+            rss = process.memory_info().rss
+            if rss == 0:  # exited, not yet reaped: a zombie has no memory to read
+                return
+            samples.append((len(lines), round(rss / MB, 1)))
     except psutil.Error:  # it has just exited
         pass
 

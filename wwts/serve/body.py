@@ -4,11 +4,18 @@ the image — the raw body, or the `file` field of a multipart form.
 The body is counted while it arrives: a declared `Content-Length` over the limit is
 refused before a byte is read, a stream that grows past it as soon as it does, so no
 more than the limit is ever held. Multipart parsing is Starlette's (python-multipart).
+
+Refusing a body the client is still sending: the connection closes after the 413, and a
+socket closed with unread bytes in its buffer makes the kernel send a reset, which can
+destroy the answer before the client reads it. So what is still arriving is read and
+dropped first (bounded in time and bytes), as servers do with a lingering close.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import time
 from collections.abc import AsyncIterator
 
 from starlette.datastructures import Headers, UploadFile
@@ -16,7 +23,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 
 from pipeline.results import Upload
-from wwts.serve.config import MAX_TOP_K
+from wwts.serve.config import DISCARD_MAX_S, DISCARD_QUIET_S, MAX_TOP_K
 from wwts.serve.errors import BodyTooLarge, EmptyBody, InvalidToken, InvalidTopK, MalformedBody, MissingFile, MissingToken
 
 FILE_FIELD = "file"
@@ -50,6 +57,8 @@ async def read_upload(request: Request, limit: int) -> Upload:
     """The image of a classify request, at most `limit` bytes of body read."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
+        if request.headers.get("expect", "").lower() != "100-continue":  # it is on its way regardless
+            await _discard_rest(request, limit)  # (receiving would ask a waiting client to send)
         raise BodyTooLarge(_too_large(limit))
     chunks = _limited(request, limit)
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
@@ -69,10 +78,26 @@ async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
         async for chunk in request.stream():
             received += len(chunk)
             if received > limit:
+                await _discard_rest(request, limit)
                 raise BodyTooLarge(_too_large(limit))
             yield chunk
     except ClientDisconnect:
         raise MalformedBody("the client closed the connection before the body was complete") from None
+
+
+async def _discard_rest(request: Request, limit: int) -> None:
+    """Read and drop what the client is still sending, until it pauses for
+    DISCARD_QUIET_S, ends the body, or DISCARD_MAX_S or `limit` more bytes have passed."""
+    deadline = time.monotonic() + DISCARD_MAX_S
+    discarded = 0
+    while discarded <= limit and (left := deadline - time.monotonic()) > 0:
+        try:
+            message = await asyncio.wait_for(request.receive(), min(DISCARD_QUIET_S, left))
+        except TimeoutError:
+            return
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
+        discarded += len(message.get("body", b""))
 
 
 async def _from_form(headers: Headers, chunks: AsyncIterator[bytes]) -> Upload:

@@ -29,6 +29,10 @@ MAX_TOP_K = 100  # a larger answer is a bulk export, not a classification
 REQUEST_TIMEOUT_S = 30.0  # receiving the body plus waiting for a forward pass
 DRAIN_TIMEOUT_S = 30.0  # after SIGTERM/SIGINT: how long in-flight requests may still take
 CLOSE_TIMEOUT_S = 5.0  # then: writing the last answers, stopping the batch worker
+# A body that grows past the limit: what the client still sends is read into nothing for
+# at most this long (and until it pauses this long), so the 413 is not lost to a reset
+DISCARD_MAX_S = 2.0
+DISCARD_QUIET_S = 0.1
 RETRY_AFTER_S = 1  # the Retry-After of a 503
 
 
