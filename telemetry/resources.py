@@ -8,6 +8,7 @@ never an error.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -155,14 +156,17 @@ def _optional(read: Any) -> float | None:
         return None
 
 
+MIN_CPU_INTERVAL_S = 0.1  # a CPU figure spans at least this much wall time (see `_utilization`)
+
+
 class ResourceSampler:
     """Refreshes a `Snapshot` every `interval` seconds on a daemon thread."""
 
     def __init__(self, interval: float = 0.5, nvml: Nvml | None = None) -> None:
         self.interval = interval
         self._process = psutil.Process()
-        self._process.cpu_percent(None)  # prime: the first call always answers 0.0
         self._cpus = psutil.cpu_count() or 1
+        self._cpu_at, self._cpu_used, self._cpu = time.monotonic(), self._used(), 0.0
         self._nvml = nvml or Nvml()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -171,11 +175,25 @@ class ResourceSampler:
     def sample(self) -> Snapshot:
         memory = psutil.virtual_memory()
         with self._process.oneshot():
-            cpu = self._process.cpu_percent(None)  # percent of ONE CPU: 200 on two busy cores
+            cpu = self._utilization()
             rss = self._process.memory_info().rss
-        return Snapshot(
-            round(cpu / 100.0 / self._cpus, 4), rss, int(memory.used), round(memory.percent / 100.0, 4), self._nvml.read()
-        )
+        return Snapshot(cpu, rss, int(memory.used), round(memory.percent / 100.0, 4), self._nvml.read())
+
+    def _used(self) -> float:
+        times = self._process.cpu_times()
+        return times.user + times.system
+
+    def _utilization(self) -> float:
+        """CPU time used since the last figure over the wall time since then, as a share
+        of all CPUs. The kernel counts CPU time in clock ticks (10 ms), so over a short
+        interval a single tick reads as many CPUs' worth (psutil's `cpu_percent` answered
+        2800 % on two cores right after its priming call): under MIN_CPU_INTERVAL_S the
+        last figure stands, and a figure never exceeds 1."""
+        now, used = time.monotonic(), self._used()
+        if now - self._cpu_at >= MIN_CPU_INTERVAL_S:
+            share = (used - self._cpu_used) / (now - self._cpu_at) / self._cpus
+            self._cpu_at, self._cpu_used, self._cpu = now, used, round(min(max(share, 0.0), 1.0), 4)
+        return self._cpu
 
     def start(self) -> ResourceSampler:
         if self._thread is None:

@@ -468,3 +468,16 @@ def test_an_exemplar_opens_its_trace_in_trace_show(tmp_path: Path, es, es_url: s
     shown = run_wwts("trace", "show", trace_id, env={"WWTS_ES_URL": es_url})
     assert shown.returncode == 0, shown.stderr
     assert CLASSIFY_SPAN in shown.stdout and LOAD in shown.stdout
+
+
+def test_the_cpu_figure_is_a_share_of_all_cpus_even_sampled_back_to_back() -> None:
+    """Right after the sampler starts, and between two samples microseconds apart, one
+    10 ms clock tick of CPU time must not read as many CPUs' worth."""
+    sampler = ResourceSampler(nvml=FakeNvml())  # type: ignore[arg-type]
+    figures = [sampler.latest.process_cpu_utilization] + [sampler.sample().process_cpu_utilization for _ in range(50)]
+    assert all(0.0 <= figure <= 1.0 for figure in figures)
+    start = time.process_time()
+    while time.process_time() - start < 0.3:  # 0.3 s of CPU, however long that takes here
+        pass
+    time.sleep(0.15)  # past the shortest interval a figure spans
+    assert 0.0 < sampler.sample().process_cpu_utilization <= 1.0
