@@ -22,9 +22,31 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 SUMMARY = "seed_loop"  # the summary line's first word, which `wwts bench` looks for
 SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+def article_model() -> tuple[Any, list[str], Any]:
+    """The default model in eval mode, its labels, and the article's torchvision transform
+    from its preprocessing (256, 224, 0.498, 0.502); the naive server of
+    `benchmarks.serve_bench` builds its handler from the same."""
+    from torchvision import transforms
+
+    from pipeline.models import DEFAULT_MODEL, create
+
+    loaded = create(DEFAULT_MODEL)
+    spec = loaded.preprocessing
+    transform = transforms.Compose(
+        [
+            transforms.Resize(spec.resize, interpolation=transforms.InterpolationMode.BILINEAR, antialias=True),
+            transforms.CenterCrop(spec.crop),
+            transforms.ToTensor(),
+            transforms.Normalize(mean=list(spec.mean), std=list(spec.std)),
+        ]
+    )
+    return loaded.module.eval(), loaded.labels, transform
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,9 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     import psutil
     import torch
     from PIL import Image
-    from torchvision import transforms
-
-    from pipeline.models import DEFAULT_MODEL, create
+    from torchvision import transforms  # noqa: F401 - the article imports it here; used by article_model
 
     if args.log is not None:
         logging.basicConfig(
@@ -51,16 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(levelname)s] %(message)s")
     log = logging.getLogger(__name__)
 
-    loaded = create(DEFAULT_MODEL)
-    model, labels, spec = loaded.module.eval(), loaded.labels, loaded.preprocessing  # 256, 224, 0.498, 0.502
-    transform = transforms.Compose(
-        [
-            transforms.Resize(spec.resize, interpolation=transforms.InterpolationMode.BILINEAR, antialias=True),
-            transforms.CenterCrop(spec.crop),
-            transforms.ToTensor(),
-            transforms.Normalize(mean=list(spec.mean), std=list(spec.std)),
-        ]
-    )
+    model, labels, transform = article_model()
     process = psutil.Process()
     python, cuda = sys.version.split()[0], torch.cuda.is_available()
     log.info("Python %s | torch %s | CUDA available: %s", python, torch.__version__, cuda)

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from wwts.bench import percentile
+from wwts.bench import default_environment, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 CLASSIFY, READY = "/v1/classify", "/readyz"
@@ -66,19 +66,11 @@ def naive_app() -> Any:
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
     from PIL import Image
-    from torchvision import transforms
 
-    from pipeline.models import create
+    from benchmarks.seed_loop import article_model
 
     log = logging.getLogger("naive")
-    loaded = create("efficientnet-lite0")
-    model, labels = loaded.module.eval(), loaded.labels
-    transform = transforms.Compose([
-        transforms.Resize(256, interpolation=transforms.InterpolationMode.BILINEAR, antialias=True),
-        transforms.CenterCrop(224),
-        transforms.ToTensor(),
-        transforms.Normalize(mean=[0.498, 0.498, 0.498], std=[0.502, 0.502, 0.502]),
-    ])
+    model, labels, transform = article_model()
     process = psutil.Process()
 
     async def ready(request: Request) -> JSONResponse:
@@ -128,8 +120,8 @@ def free_port() -> int:
 
 
 def _env() -> dict[str, str]:
-    """Default settings: no OTEL_*/WWTS_* overrides except where models are cached."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "WWTS_")) or k == "WWTS_CACHE"}
+    """Default settings (`wwts.bench.default_environment`), this checkout importable."""
+    env = default_environment()
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
     return env
 

@@ -183,7 +183,7 @@ class Pipeline:
                 if len(batch) == self.batch_size:
                     yield from self.complete(batch, runtime)
                     batch = []
-                if not widened and prefetch.decoding_done and prefetch.waiting >= self.batch_size:
+                if not widened and prefetch.waiting >= self.batch_size and prefetch.decoding_done:
                     # the decode workers are done and whole batches are left: worth the cores
                     # (a new pool costs an ONNX Runtime session; not for a last partial batch)
                     runtime.set_threads(self._threads(decoding=False))

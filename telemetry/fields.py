@@ -110,10 +110,6 @@ def derive(result: Result, *extras: Mapping[str, Any] | None) -> tuple[dict[str,
     return attributes, document
 
 
-def span_attributes(result: Result) -> dict[str, Any]:
-    return derive(result)[0]
-
-
 def inference_fields(result: Result, *extras: Mapping[str, Any] | None) -> dict[str, Any]:
     return derive(result, *extras)[1]
 

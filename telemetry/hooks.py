@@ -10,7 +10,7 @@ that `wwts trace show` opens."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,10 +23,13 @@ from pipeline.driver import Hooks
 from pipeline.results import Result
 from telemetry import fields
 from telemetry.metrics import ERROR_TYPE, MODEL, OUTCOME, RUNTIME, STAGE, PipelineMetrics
-from telemetry.names import ALERT, CLASSIFY_SPAN, STARTUP
-from telemetry.records import DOCUMENT, trace_fields
+from telemetry.names import ALERT, CLASSIFY_SPAN
+from telemetry.records import DOCUMENT, STARTUP_EVENT, trace_fields, trace_id_hex
 from telemetry.resources import ResourceSampler, Snapshot
 from telemetry.thresholds import Thresholds
+
+# a front door's own record fields for a finished result (`serve`: the answer's HTTP status)
+ResultFields = Callable[[Result], Mapping[str, Any]]
 
 BATCH_SIZE = "wwts.batch.size"
 BATCH_INDEX = "wwts.batch.index"
@@ -52,12 +55,14 @@ class TelemetryHooks(Hooks):
         sampler: ResourceSampler | None = None,
         thresholds: Thresholds = Thresholds(),
         metrics: PipelineMetrics | None = None,
+        result_fields: ResultFields | None = None,
     ) -> None:
         self.tracer = tracer
         self.logger = logger
         self.sampler = sampler
         self.thresholds = thresholds
         self.metrics = metrics
+        self.result_fields = result_fields
 
     def _snapshot(self) -> Snapshot | None:
         return self.sampler.latest if self.sampler is not None else None
@@ -74,8 +79,7 @@ class TelemetryHooks(Hooks):
         return Request(span)
 
     def trace_id(self, request: Request) -> str | None:
-        context = request.span.get_span_context()
-        return format(context.trace_id, "032x") if context.is_valid else None
+        return trace_id_hex(request.span.get_span_context())
 
     def stage(self, request: Request, name: str) -> Any:
         if name == FORWARD:
@@ -128,8 +132,8 @@ class TelemetryHooks(Hooks):
         span = request.span
         snapshot = self._snapshot()
         attributes, document = fields.derive(
-            result, request.extra, snapshot.fields if snapshot is not None else None,
-            trace_fields(span.get_span_context()),
+            result, request.extra, self.result_fields(result) if self.result_fields is not None else None,
+            snapshot.fields if snapshot is not None else None, trace_fields(span.get_span_context()),
         )
         span.set_attributes(attributes)  # error.type included
         if result.error is not None:
@@ -151,7 +155,7 @@ class TelemetryHooks(Hooks):
         request.span.end()
 
     def notice(self, message: str) -> None:
-        self.logger.info(message, extra={"event": {"dataset": STARTUP, "kind": "event"}})
+        self.logger.info(message, extra=STARTUP_EVENT)
 
     # -- records -------------------------------------------------------------------
 

@@ -27,18 +27,26 @@ from opentelemetry import trace
 
 from telemetry.daily import DailyFiles
 from telemetry.fields import merge
-from telemetry.names import LOG, RECORDS_PREFIX
+from telemetry.names import LOG, RECORDS_PREFIX, STARTUP
 
 # ecs-logging fields left out of every record: the message already says what
 # log.original would, and origin/thread ids are noise for an incident reviewer
 EXCLUDED_FIELDS = ("log.original", "log.origin", "process.name", "process.thread.id")
+STARTUP_EVENT = {"event": {"dataset": STARTUP, "kind": "event"}}  # the extra of start-up and lifecycle records
 DOCUMENT = "wwts_document"  # the extra that carries an input's nested fields (the fast path)
+BASE_KEYS = frozenset({"@timestamp", "ecs.version", "log", "process", "message"})  # what `_nested` starts from
 
 
 def event_id() -> str:
     """128 random bits in hex. `random` (reseeded in a forked child) does not release the
     GIL as `uuid4()`'s `os.urandom` does, which a decode thread then waits to get back."""
     return "%032x" % random.getrandbits(128)  # noqa: UP031
+
+
+def trace_id_hex(context: trace.SpanContext) -> str | None:
+    """A span context's trace id as the 32 hex digits records and answers carry."""
+    return format(context.trace_id, "032x") if context.is_valid else None
+
 
 def trace_fields(context: trace.SpanContext) -> dict[str, Any]:
     """`trace.id` and `span.id` of a record made for a span (extra fields)."""
@@ -54,6 +62,8 @@ class EcsFormatter(ecs_logging.StdlibFormatter):
     def __init__(self, static_fields: dict[str, Any]) -> None:
         super().__init__(ensure_ascii=False, exclude_fields=EXCLUDED_FIELDS, extra=static_fields)
         self.static_fields = static_fields
+        # whether the static namespaces stay clear of the fast path's own (known once)
+        self._static_apart = BASE_KEYS.isdisjoint(static_fields)
 
     def format(self, record: logging.LogRecord) -> str:
         """ecs-logging's JSON line (`@timestamp`, `log.level`, `message` first); the fast
@@ -78,7 +88,6 @@ class EcsFormatter(ecs_logging.StdlibFormatter):
                 document.update(trace_fields(context))
         return document
 
-
     def _nested(self, record: logging.LogRecord, fields: Mapping[str, Any]) -> dict[str, Any]:
         """What ecs-logging's `format_to_ecs` makes of a record whose extras are `fields`
         (nested, no None leaves), built directly."""
@@ -90,8 +99,7 @@ class EcsFormatter(ecs_logging.StdlibFormatter):
             "process": {"pid": record.process, "thread": {"name": record.threadName}},
             "message": message,
         }
-        if document.keys().isdisjoint(self.static_fields) and document.keys().isdisjoint(fields) and \
-                fields.keys().isdisjoint(self.static_fields):
+        if self._static_apart and BASE_KEYS.isdisjoint(fields) and fields.keys().isdisjoint(self.static_fields):
             document.update(self.static_fields)  # top-level namespaces apart (the usual case): no walk
             document.update(fields)
             document["event"] = dict(document.get("event", ()))  # its own: `format_to_ecs` adds the id

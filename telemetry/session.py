@@ -25,7 +25,7 @@ from telemetry.console import ConsoleFormatter, not_inference
 from telemetry.daily import DEFAULT_KEEP_DAYS, prune
 from telemetry.elastic import EsConfig
 from telemetry.elastic import client as es_client
-from telemetry.hooks import TelemetryHooks
+from telemetry.hooks import ResultFields, TelemetryHooks
 from telemetry.metrics import MeterSetup, PipelineMetrics, make_meter_provider, observe_queue_depth, observe_resources
 from telemetry.metrics import prometheus_text as render_prometheus
 from telemetry.names import INSTRUMENTATION_SCOPE, LOGGER_NAME
@@ -140,13 +140,14 @@ class Telemetry:
             return b""
         return render_prometheus(self.meters.prometheus)
 
-    def hooks(self) -> Hooks:
-        """Span, record and metric hooks for the driver (plain `Hooks` when telemetry is off)."""
+    def hooks(self, result_fields: ResultFields | None = None) -> Hooks:
+        """Span, record and metric hooks for the driver (plain `Hooks` when telemetry is off);
+        `result_fields(result)` is merged into each input's record (nested ECS fields)."""
         if not self.config.enabled:
             return Hooks()
         return TelemetryHooks(
             self.tracer, self.logger, sampler=self.sampler, thresholds=self.config.thresholds,
-            metrics=self._pipeline_metrics,
+            metrics=self._pipeline_metrics, result_fields=result_fields,
         )
 
     def snapshot(self) -> Snapshot | None:

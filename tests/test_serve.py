@@ -153,15 +153,6 @@ def test_a_runtime_that_does_not_open_fails_the_waiting_and_refuses_more() -> No
         batcher.submit(prepared(1))
 
 
-def test_status_hooks_pass_every_hook_through() -> None:
-    """A hook added to `Hooks` later must not be swallowed by the wrapper's no-op base."""
-    from pipeline.driver import Hooks
-    from wwts.serve.records import StatusHooks
-
-    public = {name for name in vars(Hooks) if not name.startswith("_") and callable(getattr(Hooks, name))}
-    assert public - set(vars(StatusHooks)) == set()
-
-
 def test_top_k_and_token_parsing() -> None:
     from wwts.serve.body import check_token, parse_top_k
     from wwts.serve.errors import InvalidToken, InvalidTopK, MissingToken

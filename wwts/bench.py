@@ -27,6 +27,7 @@ its RSS read while it runs. The figures belong in benchmarks/README.md, not here
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import json
 import math
@@ -49,7 +50,6 @@ from pipeline.defaults import STAGES, TOTAL
 from pipeline.device import AUTO
 from pipeline.runtimes import TORCH as TORCH_RUNTIME
 from telemetry.names import INFERENCE, RECORDS_PREFIX
-from wwts.bench_cli import DEFAULT_REPEATS
 from wwts.errors import UsageError, WwtsError
 from wwts.settings import DEFAULT_RUNTIME
 
@@ -413,7 +413,9 @@ class WwtsOptions:
             given += ["--batch-size", str(self.batch_size)]
         return given
 
+    @functools.cached_property
     def resolved_runtime(self) -> str:
+        """The runtime `auto` settles on here (asked once: it may start NVML)."""
         from pipeline.runtimes import plan
 
         return plan(self.runtime, self.device).runtime
@@ -458,7 +460,7 @@ def variants(photos: Path, graph: Path, work: Path, options: WwtsOptions) -> lis
         Variant(WWTS, classify_command([photos], work / "logs-wwts", options), _line_count),
         Variant(FLOOR, floor_command(graph, photos, options), _summary_count(floor.SUMMARY)),
     ]
-    if options.resolved_runtime() != TORCH_RUNTIME:
+    if options.resolved_runtime != TORCH_RUNTIME:
         torch = WwtsOptions(TORCH_RUNTIME, options.device, options.batch_size)
         measured.append(Variant(TORCH, classify_command([photos], work / "logs-torch", torch), _line_count))
     return measured
@@ -608,29 +610,31 @@ def soak(images: Sequence[str], count: int, spawn: Spawn, work: Path, options: W
 
 
 def machine() -> dict[str, Any]:
+    from pipeline.driver import available_cores
+
     model = None
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    return {"cpu": model, "cores": len(os.sched_getaffinity(0)), "python": sys.version.split()[0]}
+    return {"cpu": model, "cores": available_cores(), "python": sys.version.split()[0]}
 
 
 @dataclass
 class BenchPlan:
     images: list[str]
-    repeats: int = DEFAULT_REPEATS
-    options: WwtsOptions = field(default_factory=WwtsOptions)
-    processes: bool = True
-    soak: int = 0
+    repeats: int
+    options: WwtsOptions
+    processes: bool
+    soak: int
 
 
 def measure(plan: BenchPlan, progress: Callable[[str], None]) -> dict[str, Any]:
     n = len(plan.images)
     report: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"), "machine": machine(), "images": n, "repeats": plan.repeats,
-        "runtime": plan.options.resolved_runtime(), "load_before": load_average(),
+        "runtime": plan.options.resolved_runtime, "load_before": load_average(),
     }
     for image in plan.images:  # into the page cache: no variant reads them cold
         Path(image).read_bytes()
@@ -710,7 +714,7 @@ def run_command(
 
     options = WwtsOptions(runtime, device, batch_size)
     try:
-        options.resolved_runtime()
+        options.resolved_runtime  # noqa: B018 - refuses a runtime or device that cannot be had
     except (DeviceError, RuntimeUnavailable) as exc:
         raise UsageError(str(exc)) from None
     selected = image_list(list(paths or []), images or DEFAULT_COUNT)

@@ -7,7 +7,6 @@ lines for each classified image, and one stderr line for each failed one.
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import logging
 import sys
@@ -23,7 +22,7 @@ from pipeline.models import DEFAULT_MODEL, ModelError
 from pipeline.results import Result
 from pipeline.runtimes import RuntimeUnavailable
 from telemetry.console import line
-from telemetry.names import STARTUP
+from telemetry.records import STARTUP_EVENT
 from telemetry.session import Telemetry, TelemetryConfig
 from wwts import __version__, render
 from wwts.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
@@ -49,20 +48,17 @@ class ClassifyOptions:
     as_json: bool = False
     log_dir: Path = Path("logs")
     telemetry: bool = True
-    workers: int | None = None  # decode threads; None: one per core (pipeline.driver)
 
 
 def pipeline_config(
     settings: Settings, *, model: str, model_dir: Path | None, runtime: str, device: str,
-    batch_size: int | None, top_k: int, workers: int | None = None,
+    batch_size: int | None, top_k: int,
 ) -> PipelineConfig:
-    """The pipeline a front door runs: its flags over the environment's settings
-    (`workers` None: the pipeline's default, one decode thread per core)."""
-    config = PipelineConfig(
+    """The pipeline a front door runs: its flags over the environment's settings."""
+    return PipelineConfig(
         model=model, model_dir=model_dir, runtime=runtime, device=device, batch_size=batch_size, top_k=top_k,
         max_pixels=settings.max_image_pixels, cache_dir=settings.cache_dir,
     )
-    return config if workers is None else dataclasses.replace(config, workers=workers)
 
 
 def run_classify(options: ClassifyOptions, settings: Settings, out: TextIO | None = None) -> int:
@@ -75,16 +71,15 @@ def run_classify(options: ClassifyOptions, settings: Settings, out: TextIO | Non
         )
     ).start()
     log = telemetry.logger
-    startup = {"event": {"dataset": STARTUP, "kind": "event"}}
     pipeline: Pipeline | None = None
     try:
         config = pipeline_config(
             settings, model=options.model, model_dir=options.model_dir, runtime=options.runtime,
-            device=options.device, batch_size=options.batch_size, top_k=options.top_k, workers=options.workers,
+            device=options.device, batch_size=options.batch_size, top_k=options.top_k,
         )
         pipeline = Pipeline(config, telemetry.hooks())
         facts = runtime_facts(pipeline.plan, options.model)
-        log.info(startup_line(facts), extra={**startup, "wwts": {"startup": facts}})
+        log.info(startup_line(facts), extra={**STARTUP_EVENT, "wwts": {"startup": facts}})
         items = list(input_paths.expand(options.paths, recursive=options.recursive))
         # What is alive now (modules, the model's session) lives as long as the run: left
         # out of the collector's full passes, which would otherwise stall a long run.
@@ -96,7 +91,7 @@ def run_classify(options: ClassifyOptions, settings: Settings, out: TextIO | Non
             return stop.exit_code
         return EXIT_FAILED if failed else EXIT_OK
     except SETUP_ERRORS as exc:  # the model, runtime or device cannot be had (before or when opening)
-        log.error("model %s: %s", options.model, exc, extra=startup)
+        log.error("model %s: %s", options.model, exc, extra=STARTUP_EVENT)
         return EXIT_USAGE
     finally:
         log.info(SEPARATOR)

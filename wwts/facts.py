@@ -7,24 +7,16 @@ from __future__ import annotations
 import platform
 import socket
 import urllib.parse
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from pipeline.models import DEFAULT_MODEL, names
-from pipeline.runtimes import ONNXRUNTIME, TORCH, Plan
+from pipeline.runtimes import ONNXRUNTIME, TORCH, Plan, package_version
 from telemetry.config import OTLP, OtelConfig
 from telemetry.resources import Nvml
 from telemetry.tracing import describe
 from wwts import __version__
 from wwts.settings import Settings
-
-
-def package_version(name: str) -> str | None:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
 
 
 def runtime_facts(plan: Plan | None = None, model: str | None = None) -> dict[str, Any]:

@@ -18,15 +18,14 @@ JSON_DECIMALS = 2  # latency_ms in --json and HTTP answers
 _LINE_BREAKS = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 
 
+def error_json(error: BaseException | None) -> dict[str, str]:
+    """The `error` object of a failed result or HTTP answer."""
+    return {"type": type(error).__name__ if error else "Error", "message": valid(str(error)) if error else ""}
+
+
 def to_json(result: Result) -> dict[str, Any]:
     if not result.ok or result.image is None:
-        error = result.error
-        return {
-            "path": result.path,
-            "ok": False,
-            "error": {"type": type(error).__name__ if error else "Error", "message": valid(str(error)) if error else ""},
-            "trace_id": result.trace_id,
-        }
+        return {"path": result.path, "ok": False, "error": error_json(result.error), "trace_id": result.trace_id}
     image = result.image
     return {
         "path": result.path,

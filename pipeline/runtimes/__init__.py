@@ -62,6 +62,17 @@ class Runtime(Protocol):
 Notify = Callable[[str], None]
 
 
+def package_version(name: str) -> str | None:
+    """An installed distribution's version (None where it is not installed); the metadata
+    machinery is imported only when a version is asked for."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
 def plan(runtime: str = "auto", device: str = "auto") -> Plan:
     """What will run where, from the spellings of `--runtime` and `--device`.
 

@@ -30,11 +30,10 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.runtimes import Notify, RuntimeUnavailable
+from pipeline.runtimes import Notify, RuntimeUnavailable, package_version
 from pipeline.runtimes.cache import read_json, sha256_file, temporary_path, weights_sha256, write_json
 
 if TYPE_CHECKING:
@@ -80,8 +79,8 @@ def key_parts(family: ModelFamily, model_dir: Path | None, folder: Path) -> dict
         "model": family.name,
         "weights_sha256": weights_sha256(family.weights(model_dir), folder),
         "exporter": EXPORTER,
-        "torch": _version("torch"),
-        "onnxscript": _version("onnxscript"),
+        "torch": package_version("torch"),
+        "onnxscript": package_version("onnxscript"),
         "opset": OPSET,
         "format": FORMAT_VERSION,
     }
@@ -152,7 +151,7 @@ def export(family: ModelFamily, model_dir: Path | None, graph: Path, parts: dict
         "output": OUTPUT,
         "max_logit_diff": diff,
         "export_seconds": round(seconds, 3),
-        "versions": {name: _version(name) for name in ("torch", "onnxscript", "onnx", "onnxruntime")},
+        "versions": {name: package_version(name) for name in ("torch", "onnxscript", "onnx", "onnxruntime")},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     })
     return seconds, diff
@@ -186,15 +185,14 @@ def comparison_input(crop: int) -> np.ndarray:
 def max_logit_diff(module: nn.Module, graph: Path, pixels: np.ndarray) -> float:
     """max |ONNX Runtime − torch| over the logits of `pixels` (inf if the shapes differ)."""
     import numpy as np
-    import onnxruntime
     import torch
 
-    from pipeline.runtimes.ort import PROVIDERS, session_options
+    from pipeline.runtimes.ort import new_session
 
     with torch.inference_mode():
         expected = module(torch.from_numpy(pixels)).float().numpy()
     try:
-        session = onnxruntime.InferenceSession(str(graph), session_options(threads=0), providers=PROVIDERS)
+        session = new_session(graph, threads=0)
         (actual,) = session.run([OUTPUT], {INPUT: pixels})
     except Exception as exc:  # ONNX Runtime's own Fail/InvalidGraph/NotImplemented types
         raise RuntimeUnavailable(f"ONNX Runtime cannot run the exported graph: {exc}") from exc
@@ -230,10 +228,3 @@ def _locked(graph: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _version(package: str) -> str | None:
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return None

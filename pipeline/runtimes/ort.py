@@ -65,6 +65,13 @@ def session_options(threads: int) -> onnxruntime.SessionOptions:
     return options
 
 
+def new_session(graph: Path, threads: int) -> onnxruntime.InferenceSession:
+    """A CPU session over `graph` with `session_options(threads)`."""
+    import onnxruntime
+
+    return onnxruntime.InferenceSession(str(graph), session_options(threads), providers=PROVIDERS)
+
+
 class OnnxRuntime:
     name = ONNXRUNTIME
     device = "cpu"
@@ -104,9 +111,7 @@ class OnnxRuntime:
         self._session = None
 
     def _open(self, threads: int) -> onnxruntime.InferenceSession:
-        import onnxruntime
-
         try:
-            return onnxruntime.InferenceSession(str(self.graph), session_options(threads), providers=PROVIDERS)
+            return new_session(self.graph, threads)
         except Exception as exc:  # ONNX Runtime raises its own Fail/InvalidGraph types
             raise RuntimeUnavailable(f"ONNX Runtime cannot load {self.graph}: {exc}") from exc

@@ -24,9 +24,10 @@ from opentelemetry.trace import TracerProvider
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline.results import Result
+from telemetry.metrics import PROMETHEUS_CONTENT_TYPE
+from telemetry.records import trace_id_hex
 from wwts import __version__
 from wwts.render import to_json
-from telemetry.metrics import PROMETHEUS_CONTENT_TYPE
 from wwts.serve.config import CLASSIFY_PATH, HEALTH_PATH, METRICS_PATH, READY_PATH
 from wwts.serve.errors import (
     BadRequest,
@@ -42,8 +43,7 @@ from wwts.serve.service import Service
 
 
 def current_trace_id() -> str | None:
-    context = trace.get_current_span().get_span_context()
-    return format(context.trace_id, "032x") if context.is_valid else None
+    return trace_id_hex(trace.get_current_span().get_span_context())
 
 
 def error_response(error: BaseException) -> JSONResponse:

@@ -16,6 +16,7 @@ import logging
 
 from pipeline.driver import Pipeline, available_cores
 from telemetry.config import prefer_stable_http_conventions
+from telemetry.records import STARTUP_EVENT
 from telemetry.session import Telemetry, TelemetryConfig
 from wwts import __version__
 from wwts.classify import SETUP_ERRORS, pipeline_config
@@ -23,9 +24,8 @@ from wwts.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from wwts.facts import runtime_facts, startup_line
 from wwts.serve.app import create_app
 from wwts.serve.config import CLASSIFY_PATH, CLOSE_TIMEOUT_S, ServeOptions
-from wwts.serve.errors import status_of
-from wwts.serve.records import StatusHooks
-from wwts.serve.server import EVENT, GracefulServer, bind
+from wwts.serve.records import result_status
+from wwts.serve.server import GracefulServer, bind
 from wwts.serve.service import Service
 from wwts.settings import Settings
 
@@ -46,25 +46,25 @@ def run_serve(options: ServeOptions, settings: Settings) -> int:
         try:
             config = pipeline_config(
                 settings, model=options.model, model_dir=options.model_dir, runtime=options.runtime,
-                device=options.device, batch_size=options.max_batch_size, top_k=options.top_k, workers=workers,
+                device=options.device, batch_size=options.max_batch_size, top_k=options.top_k,
             )
-            pipeline = Pipeline(config, StatusHooks(telemetry.hooks(), status_of))
+            pipeline = Pipeline(config, telemetry.hooks(result_fields=result_status))
         except SETUP_ERRORS as exc:
-            log.error("model %s: %s", options.model, exc, extra=EVENT)
+            log.error("model %s: %s", options.model, exc, extra=STARTUP_EVENT)
             return EXIT_USAGE
         try:
             sock = bind(options.host, options.port)
         except OSError as exc:
-            log.error("cannot listen on %s:%d: %s", options.host, options.port, exc.strerror or exc, extra=EVENT)
+            log.error("cannot listen on %s:%d: %s", options.host, options.port, exc.strerror or exc, extra=STARTUP_EVENT)
             return EXIT_USAGE
         service = Service(pipeline, options, settings.api_token, workers)
         facts = runtime_facts(pipeline.plan, options.model)
-        log.info(startup_line(facts), extra={**EVENT, "wwts": {"startup": facts}})
+        log.info(startup_line(facts), extra={**STARTUP_EVENT, "wwts": {"startup": facts}})
         host, port = sock.getsockname()[:2]
         log.info(
             "serving POST http://%s:%d%s (max batch %d, delay %g ms, queue %d, body %g MiB, token %s); loading the model",
             host, port, CLASSIFY_PATH, pipeline.batch_size, options.max_batch_delay_ms, options.max_queue,
-            options.max_body_mb, "required" if settings.api_token else "not required", extra=EVENT,
+            options.max_body_mb, "required" if settings.api_token else "not required", extra=STARTUP_EVENT,
         )
         handler = telemetry.file_handler
         telemetry.observe_queue_depth(lambda: service.batcher.depth)
@@ -86,7 +86,7 @@ def run_serve(options: ServeOptions, settings: Settings) -> int:
 def _outcome(server: GracefulServer, service: Service, log: logging.Logger) -> int:
     failed = service.batcher.failed
     if failed is not None:
-        log.error("model %s: %s", service.pipeline.family.name, failed, extra=EVENT)
+        log.error("model %s: %s", service.pipeline.family.name, failed, extra=STARTUP_EVENT)
         return EXIT_USAGE if isinstance(failed, SETUP_ERRORS) else EXIT_FAILED
     if server.forced is not None:
         log.warning("stopped at once by a second signal (%d)", server.forced)

@@ -14,7 +14,7 @@ from PIL import UnidentifiedImageError
 from pipeline.batcher import BatcherStopped
 from pipeline.batcher import QueueFull as BatchQueueFull
 from pipeline.imaging import ImageRejected
-from pipeline.text import valid
+from wwts.render import error_json
 from wwts.serve.config import RETRY_AFTER_S
 
 OK = 200
@@ -28,7 +28,6 @@ class HttpError(Exception):
     answer call the input (the upload's name when known)."""
 
     status: ClassVar[int] = 400
-    retry_after: ClassVar[bool] = False  # 503s: tell the client when to try again
     close: ClassVar[bool] = False  # answer with `Connection: close`
 
     def __init__(self, message: str, path: str = "-") -> None:
@@ -82,7 +81,6 @@ class BodyTooLarge(HttpError):
 
 class Unavailable(HttpError):
     status = UNAVAILABLE
-    retry_after = True
 
 
 class QueueFull(Unavailable):
@@ -147,4 +145,4 @@ def headers_of(error: BaseException | None) -> dict[str, str]:
 
 
 def error_body(error: BaseException, trace_id: str | None) -> dict[str, Any]:
-    return {"ok": False, "error": {"type": type(error).__name__, "message": valid(str(error))}, "trace_id": trace_id}
+    return {"ok": False, "error": error_json(error), "trace_id": trace_id}

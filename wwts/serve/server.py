@@ -21,11 +21,10 @@ from typing import Any
 
 import uvicorn
 
-from telemetry.names import STARTUP
+from telemetry.records import STARTUP_EVENT
 from wwts.serve.config import CLOSE_TIMEOUT_S, DRAIN_TIMEOUT_S
 from wwts.serve.service import Service
 
-EVENT = {"event": {"dataset": STARTUP, "kind": "event"}}
 TICKS_PER_SECOND = 10  # uvicorn's main loop ticks every 0.1 s
 BACKLOG = 2048  # uvicorn's default
 
@@ -82,11 +81,11 @@ class GracefulServer(uvicorn.Server):
             self.flush()
         if not self._said_ready and service.batcher.ready:
             self._said_ready = True
-            self.log.info("ready: model loaded in %.1f s", time.monotonic() - self._started, extra=EVENT)
+            self.log.info("ready: model loaded in %.1f s", time.monotonic() - self._started, extra=STARTUP_EVENT)
         if not self._said_stopping and service.stopping:
             self._said_stopping = True
             self.log.info(
                 "stopping (signal %d): refusing new requests, finishing %d in flight (at most %g s)",
-                service.stop_signal, service.in_flight, DRAIN_TIMEOUT_S, extra=EVENT,
+                service.stop_signal, service.in_flight, DRAIN_TIMEOUT_S, extra=STARTUP_EVENT,
             )
         return service.drained or service.batcher.failed is not None
