@@ -525,10 +525,13 @@ def up(server: Server) -> dict[str, str]:
 
 
 def wait_ready(server: Server) -> None:
+    """Poll until healthy. The process just launched is judged by its pid being alive, not
+    by its /proc identity: the kernel closes the exec pipe (Popen returns) before it sets
+    up the new image's argv, so for a moment the cmdline of a live server reads empty."""
     deadline = time.monotonic() + server.timeout_s
     while not server.healthy():
-        pid = server.pid()
-        if pid is None:
+        pid = read_pid(server.pid_file())
+        if pid is None or not alive(pid):
             raise ServerError(f"{server.label} exited during start-up{tails(server.logs())}")
         if time.monotonic() > deadline:
             stop_pid(pid, server.stop_timeout_s)

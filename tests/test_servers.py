@@ -213,6 +213,40 @@ def test_a_fake_proc_tree_is_read_like_the_real_one(tmp_path: Path) -> None:
     assert servers.our_pid(pid_file, other_config, proc=proc) is None
 
 
+@dataclasses.dataclass
+class _Starting(servers.Server):
+    """A launched process whose /proc identity does not (yet) match, answering after `polls`."""
+
+    pid_path: Path
+    polls: int = 3
+    label = "test server"
+
+    def pid_file(self) -> Path:
+        return self.pid_path
+
+    def identity(self) -> servers.Identity:
+        return servers.Identity(("sleep",), "never in its cmdline")
+
+    def healthy(self) -> bool:
+        self.polls -= 1
+        return self.polls < 0
+
+
+def test_start_up_waits_on_a_live_pid_even_while_proc_shows_no_identity(tmp_path: Path, marked_sleeper) -> None:
+    """Right after exec the kernel shows an empty cmdline for a moment: only a pid that is
+    gone means the server exited."""
+    pid_file = tmp_path / "server.pid"
+    pid_file.write_text(f"{marked_sleeper.pid}\n")
+    starting = _Starting(pid_file)
+    assert starting.pid() is None
+    servers.wait_ready(starting)
+    assert starting.polls < 0
+    marked_sleeper.kill()
+    marked_sleeper.wait()
+    with pytest.raises(servers.ServerError, match="test server exited during start-up"):
+        servers.wait_ready(_Starting(pid_file))
+
+
 def test_stop_pid_ends_the_process(marked_sleeper) -> None:
     servers.stop_pid(marked_sleeper.pid, timeout_s=5)
     assert marked_sleeper.wait(timeout=5) == -15
