@@ -125,6 +125,7 @@ class Pipeline:
         self.batch_size = max(1, config.batch_size or (GPU_AUTO_BATCH if on_gpu else CPU_AUTO_BATCH))
         self._runtime: Runtime | None = None
         self._lock = threading.Lock()
+        imaging.setup(config.max_pixels)  # before any caller's thread decodes
 
     # -- the runtime ---------------------------------------------------------------
 
@@ -166,7 +167,6 @@ class Pipeline:
         """One `Result` per input, in input order; a failed input never stops the run.
         `stopped` is asked before each prepared input is taken: once it answers True,
         what was decoded ahead is cancelled (`Hooks.cancel`) and the run ends."""
-        imaging.setup(self.config.max_pixels)
         with self.prefetcher(items) as prefetch:
             on_cpu = self.plan.device == "cpu"
             widened = not on_cpu or self.config.workers == 0

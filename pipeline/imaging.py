@@ -76,8 +76,8 @@ _quieted = False
 
 
 def setup(max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
-    """Process-wide decoder settings, made once before images are decoded (the driver
-    calls it; importing this module changes nothing).
+    """Process-wide decoder settings, made once before images are decoded (a Pipeline
+    calls it when built; importing this module changes nothing).
 
     - Pillow's own decompression-bomb guard stays on, at our limit (ours is checked
       from the header first; Pillow's also covers frames found while decoding).

@@ -208,14 +208,16 @@ def test_the_children_get_default_settings(monkeypatch: pytest.MonkeyPatch) -> N
 def test_run_process_reads_both_pipes_and_the_childs_own_usage(tmp_path: Path) -> None:
     code = "\n".join([
         "import sys, time",
-        "for i in range(3): print(i, flush=True); time.sleep(0.05)",
+        "for i in range(3): print(i, flush=True); time.sleep(0.1)",
         "print('x' * 70000, file=sys.stderr)",
     ])
     run = bench.run_process([sys.executable, "-c", code], tmp_path, 0.01)
     assert run.stdout.split() == ["0", "1", "2"]
     assert len(run.stderr) > 65536  # drained while stdout was read: no deadlock on a full pipe
     assert run.peak_rss_mb > 1 and run.cpu_seconds >= 0
-    assert run.rss_samples and all(rss > 1 for _, rss in run.rss_samples)
+    # readings of a live child (a zombie's 0 is not one); right after exec, under load, a
+    # child can still be under 1 MB
+    assert run.rss_samples and all(rss > 0 for _, rss in run.rss_samples)
     assert [done for done, _ in run.rss_samples] == sorted(done for done, _ in run.rss_samples)
     with pytest.raises(bench.BenchError, match="exited with 3"):
         bench.run_process([sys.executable, "-c", "raise SystemExit(3)"], tmp_path)

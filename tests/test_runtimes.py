@@ -78,7 +78,7 @@ def tiny_family(weights: Path, kind: type[Tiny] = Tiny) -> ModelFamily:
     def build(model_dir: Path | None) -> LoadedModel:
         module = kind()
         module.load_state_dict(torch.load(weights, weights_only=True))
-        return LoadedModel(name, module.eval(), [str(i) for i in range(10)], TINY, foldable_batchnorm=True)
+        return LoadedModel(name, module.eval(), [str(i) for i in range(10)], TINY)
 
     registered = register(ModelFamily(
         name, TINY, weights=lambda _: weights, labels=lambda _: [str(i) for i in range(10)], build=build,

@@ -1,5 +1,6 @@
 """The serve benchmark's load generator against a real HTTP/1.1 server on 127.0.0.1: every
-request counted once, failures counted, keep-alive kept and closed connections replaced."""
+request counted once, failures counted, keep-alive kept and closed connections replaced;
+and its targets judged from a report's figures."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from benchmarks.serve_bench import CLASSIFY, _load, request_bytes
+from benchmarks.serve_bench import CLASSIFY, TARGETS, _load, figures, request_bytes, verdicts
+from wwts.bench import verdicts as target_rows
 
 
 class Recorder(BaseHTTPRequestHandler):
@@ -73,3 +75,17 @@ def test_the_clients_count_every_answer_and_reconnect_after_a_close(server: str)
 def test_a_dead_server_is_failures_not_a_crash() -> None:
     latencies, failed, _ = asyncio.run(_load("http://127.0.0.1:9", [("a", b"x")], count=3, concurrency=1, limit_s=10))
     assert len(latencies) == 3 and failed == 3
+
+
+def test_targets_are_judged_at_the_top_concurrency_and_unmeasured_ones_left_out() -> None:
+    report = {"ratios": {1: {"throughput_ratio": 5.0, "wwts_p99_ms": 10, "naive_p50_ms": 40},
+                         16: {"throughput_ratio": 3.5, "wwts_p99_ms": 240, "naive_p50_ms": 380}}}
+    found = figures(report)
+    assert found == {"throughput_ratio": 3.5, "p99_vs_naive_p50": 0.63, "soak_growth_mb": None, "soak_fd_growth": None}
+    report["targets"] = target_rows(found, TARGETS)
+    assert [row["met"] for row in report["targets"]] == [False, True, None, None]
+    lines = verdicts(report)
+    assert len(lines) == 2 and lines[0].startswith("target at c=16: ") and lines[0].endswith("3.5× MISSED")
+    soaked = {"ratios": {}, "soak": {"rss_growth_mb": 7.7, "fds_before": 20, "fds_after": 21}}
+    soaked["targets"] = target_rows(figures(soaked), TARGETS)
+    assert [row["met"] for row in soaked["targets"]] == [None, None, True, False]

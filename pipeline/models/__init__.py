@@ -43,9 +43,6 @@ class LoadedModel:
     module: torch.nn.Module
     labels: list[str]
     preprocessing: Preprocessing
-    # True where tests prove that every Conv2d directly followed by a BatchNorm2d in its
-    # parent's module order feeds that BatchNorm (pipeline.fold folds them).
-    foldable_batchnorm: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,6 +54,8 @@ class ModelFamily:
     weights: Callable[[Path | None], Path]  # the file whose content keys exported graphs
     labels: Callable[[Path | None], list[str]]
     build: Callable[[Path | None], LoadedModel]  # imports torch and timm
+    # True where tests prove that every Conv2d directly followed by a BatchNorm2d in its
+    # parent's module order feeds that BatchNorm (pipeline.runtimes.fold folds them).
     foldable_batchnorm: bool = False
 
 

@@ -48,7 +48,7 @@ def build(model_dir: Path | None = None) -> LoadedModel:
             )
         mapped[dst_key] = tensor
     module.load_state_dict(mapped, strict=True)
-    return LoadedModel(NAME, module, labels(), PREPROCESSING, foldable_batchnorm=True)
+    return LoadedModel(NAME, module, labels(), PREPROCESSING)
 
 
 FAMILY = register(

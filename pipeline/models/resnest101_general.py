@@ -99,7 +99,7 @@ def build(model_dir: Path | None = None) -> LoadedModel:
     classes = module.get_classifier().out_features
     if len(labels) != classes:
         raise ModelError(f"{LABELS_FILE} has {len(labels)} labels but the classifier has {classes} classes")
-    return LoadedModel(NAME, module, labels, PREPROCESSING, foldable_batchnorm=True)
+    return LoadedModel(NAME, module, labels, PREPROCESSING)
 
 
 FAMILY = register(

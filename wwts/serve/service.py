@@ -22,7 +22,6 @@ from typing import Any
 from opentelemetry import context as otel_context
 from starlette.requests import Request
 
-from pipeline import imaging
 from pipeline.batcher import Batcher, BatcherStopped
 from pipeline.batcher import QueueFull as BatchQueueFull
 from pipeline.driver import Hooks, Pipeline, Prepared
@@ -49,7 +48,6 @@ class Service:
         self.stop_signal: int | None = None
         self._drain_deadline: float | None = None
         self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="wwts-prepare")
-        imaging.setup(pipeline.config.max_pixels)
 
     # -- state ---------------------------------------------------------------------------
 
