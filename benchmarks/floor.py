@@ -59,12 +59,12 @@ def run(graph: Path, directory: Path, workers: int, threads: int, batch: int, sp
     import numpy as np
     import onnxruntime
 
-    from pipeline.runtimes.ort import session_options
+    from pipeline.runtimes.ort import PROVIDERS, session_options
 
     options = session_options(threads)
     if spin:
         options.add_session_config_entry("session.intra_op.allow_spinning", "1")
-    session = onnxruntime.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(str(graph), options, providers=PROVIDERS)
     name = session.get_inputs()[0].name
     spec = preprocessing(DEFAULT_MODEL)
     paths = sorted(p for p in directory.iterdir() if not p.name.startswith("."))

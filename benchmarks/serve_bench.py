@@ -32,10 +32,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from wwts.bench import Target, default_environment, percentile, verdicts as target_rows
+from wwts.bench import CLI_MODULE, MB, Target, default_environment, percentile, verdict_word
+from wwts.bench import verdicts as target_rows
+from wwts.serve.config import CLASSIFY_PATH as CLASSIFY
+from wwts.serve.config import READY_PATH as READY
 
 ROOT = Path(__file__).resolve().parent.parent
-CLASSIFY, READY = "/v1/classify", "/readyz"
 DEFAULT_LEVELS = (1, 4, 16)
 DEFAULT_REQUESTS = 240  # per server and level (after WARMUP)
 DEFAULT_SOAK = 5000
@@ -53,7 +55,6 @@ TARGETS: dict[str, Target] = {
     "soak_growth_mb": Target("RSS growth over the soak", 50.0, False, " MB"),
     "soak_fd_growth": Target("open file descriptors gained over the soak", 0.0, False, ""),
 }
-MB = 1_000_000
 
 
 # -- the naive server ------------------------------------------------------------------
@@ -323,16 +324,18 @@ def load_photos(count: int) -> list[tuple[str, bytes]]:
 
 
 def run(levels: Sequence[int], count: int, soak_count: int, photo_count: int, rounds: int) -> dict[str, Any]:
+    from pipeline.driver import available_cores
+
     photos = load_photos(photo_count)
     report: dict[str, Any] = {
-        "cores": os.cpu_count(), "photos": len(photos), "requests_per_level": count,
+        "cores": available_cores(), "photos": len(photos), "requests_per_level": count,
         "photo_kib_mean": round(sum(len(d) for _, d in photos) / len(photos) / 1024, 1), "rounds": rounds,
         "load_average_before": os.getloadavg()[0], "levels": [],
     }
     with tempfile.TemporaryDirectory(prefix="wwts-serve-bench-") as tmp:
         work = Path(tmp)
         wwts_port, naive_port = free_port(), free_port()
-        wwts_command = [sys.executable, "-m", "wwts.cli", "serve", "--port", str(wwts_port), "--log-dir", str(work / "logs")]
+        wwts_command = [sys.executable, "-m", CLI_MODULE, "serve", "--port", str(wwts_port), "--log-dir", str(work / "logs")]
         naive_command = [
             sys.executable, "-m", "benchmarks.serve_bench", "--serve-naive", str(naive_port),
             "--naive-log", str(work / "naive.log"),
@@ -415,7 +418,7 @@ def verdicts(report: dict[str, Any]) -> list[str]:
         if row["met"] is not None:
             where = f" at c={concurrency}" if row["key"] in ("throughput_ratio", "p99_vs_naive_p50") else ""
             lines.append(f"target{where}: {row['label']} {row['target']} — "
-                         f"{row['figure']:g}{TARGETS[row['key']].unit} {'met' if row['met'] else 'MISSED'}")
+                         f"{row['figure']:g}{TARGETS[row['key']].unit} {verdict_word(row['met'])}")
     return lines
 
 

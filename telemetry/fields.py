@@ -110,10 +110,6 @@ def derive(result: Result, *extras: Mapping[str, Any] | None) -> tuple[dict[str,
     return attributes, document
 
 
-def inference_fields(result: Result, *extras: Mapping[str, Any] | None) -> dict[str, Any]:
-    return derive(result, *extras)[1]
-
-
 def put(document: dict[str, Any], parts: tuple[str, ...], value: Any) -> None:
     node = document
     for part in parts[:-1]:

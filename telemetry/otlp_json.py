@@ -17,6 +17,7 @@ from typing import Any
 
 from opentelemetry.exporter.otlp.json.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import format_span_id, format_trace_id
 
 HAS_IS_REMOTE, IS_REMOTE = 0x100, 0x200  # SpanFlags: the parent's is_remote is known / true
 
@@ -101,12 +102,12 @@ def _flags(context: Any) -> int:
 
 def _span(span: ReadableSpan) -> dict[str, Any]:
     context = span.get_span_context()
-    out: dict[str, Any] = {"traceId": format(context.trace_id, "032x"), "spanId": format(context.span_id, "016x")}
+    out: dict[str, Any] = {"traceId": format_trace_id(context.trace_id), "spanId": format_span_id(context.span_id)}
     if context.trace_state:
         out["traceState"] = context.trace_state.to_header()
     parent = span.parent
     if parent is not None:
-        out["parentSpanId"] = format(parent.span_id, "016x")
+        out["parentSpanId"] = format_span_id(parent.span_id)
     out["flags"] = _flags(parent)
     _put(out, "name", span.name)
     _put(out, "kind", span.kind.value + 1)  # the SDK counts from INTERNAL = 0, OTLP from UNSPECIFIED = 0
@@ -126,7 +127,7 @@ def _span(span: ReadableSpan) -> dict[str, Any]:
     _put(out, "droppedEventsCount", span.dropped_events)
     links = []
     for link in span.links:
-        encoded = {"traceId": format(link.context.trace_id, "032x"), "spanId": format(link.context.span_id, "016x")}
+        encoded = {"traceId": format_trace_id(link.context.trace_id), "spanId": format_span_id(link.context.span_id)}
         _put(encoded, "attributes", _attributes(link.attributes))
         _put(encoded, "droppedAttributesCount", link.dropped_attributes)
         encoded["flags"] = _flags(link.context)

@@ -45,12 +45,12 @@ def event_id() -> str:
 
 def trace_id_hex(context: trace.SpanContext) -> str | None:
     """A span context's trace id as the 32 hex digits records and answers carry."""
-    return format(context.trace_id, "032x") if context.is_valid else None
+    return trace.format_trace_id(context.trace_id) if context.is_valid else None
 
 
 def trace_fields(context: trace.SpanContext) -> dict[str, Any]:
     """`trace.id` and `span.id` of a record made for a span (extra fields)."""
-    return {"trace": {"id": format(context.trace_id, "032x")}, "span": {"id": format(context.span_id, "016x")}}
+    return {"trace": {"id": trace.format_trace_id(context.trace_id)}, "span": {"id": trace.format_span_id(context.span_id)}}
 
 
 class EcsFormatter(ecs_logging.StdlibFormatter):

@@ -16,6 +16,7 @@ from typing import Any
 import psutil
 
 from pipeline.device import nvidia_driver_present
+from telemetry.fields import put
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,6 @@ class Snapshot:
     @cached_property
     def fields(self) -> dict[str, Any]:
         """The same names as nested ECS-document fields."""
-        from telemetry.fields import put
-
         document: dict[str, Any] = {}
         for name, value in self.attributes.items():
             put(document, tuple(name.split(".")), value)

@@ -8,11 +8,15 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from benchmarks.photos import SOURCE_NAMES as SAMPLES  # the six photos in DATA
+from pipeline import stages
+from pipeline.defaults import DEFAULT_MAX_PIXELS
 from pipeline.driver import Hooks, Pipeline, PipelineConfig
-from pipeline.models import LoadedModel, create
+from pipeline.models import LoadedModel, create, family
 from wwts.settings import default_cache_dir
 
 # the real backends (Elasticsearch, collector, Jaeger), started or reused for the session
@@ -26,6 +30,17 @@ WWTS = [sys.executable, "-m", "wwts.cli"]
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA
+
+
+def sample_crops(data_dir: Path) -> np.ndarray:
+    """The sample photos (SAMPLES, in order) as one batch of the default model's crops."""
+    spec = family("efficientnet-lite0").preprocessing
+    return np.stack([stages.preprocess(stages.load(data_dir / name, DEFAULT_MAX_PIXELS)[1], spec) for name in SAMPLES])
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 @pytest.fixture(scope="session")

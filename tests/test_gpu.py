@@ -12,26 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import stages
-from pipeline.defaults import DEFAULT_MAX_PIXELS
 from pipeline.models import family
 from pipeline.runtimes import TORCH, Plan, plan
 from pipeline.runtimes.torch_runtime import TorchRuntime
+from tests.conftest import SAMPLES, sample_crops, softmax
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
-SAMPLES = ["astronaut.png", "camera.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg"]
 CLOSE_CALLS = {"chelsea.png": {282, 285}}  # tiger cat vs Egyptian cat: 0.38 each
-
-
-def _crops(data_dir: Path) -> np.ndarray:
-    spec = family("efficientnet-lite0").preprocessing
-    return np.stack([stages.preprocess(stages.load(data_dir / name, DEFAULT_MAX_PIXELS)[1], spec) for name in SAMPLES])
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def test_auto_on_a_gpu_machine_is_torch_on_cuda() -> None:
@@ -41,13 +29,13 @@ def test_auto_on_a_gpu_machine_is_torch_on_cuda() -> None:
 @pytest.mark.parametrize("batch_size", [1, 4])
 def test_cuda_gives_the_cpu_top1_on_the_sample_photos(data_dir: Path, batch_size: int) -> None:
     fam = family("efficientnet-lite0")
-    crops = _crops(data_dir)
+    crops = sample_crops(data_dir)
     cpu = TorchRuntime(fam, None, device="cpu", threads=2)
     gpu = TorchRuntime(fam, None, device="cuda", threads=2)
     assert gpu.device == "cuda:0"
     batches = [crops[i : i + batch_size] for i in range(0, len(crops), batch_size)]
-    on_cpu = _softmax(np.concatenate([cpu.forward(b) for b in batches]))
-    on_gpu = _softmax(np.concatenate([gpu.forward(b) for b in batches]))
+    on_cpu = softmax(np.concatenate([cpu.forward(b) for b in batches]))
+    on_gpu = softmax(np.concatenate([gpu.forward(b) for b in batches]))
     assert on_gpu.dtype == np.float32
     for name, row_cpu, row_gpu in zip(SAMPLES, on_cpu, on_gpu, strict=True):
         top_cpu, top_gpu = int(row_cpu.argmax()), int(row_gpu.argmax())

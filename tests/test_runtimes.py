@@ -17,8 +17,6 @@ import torch
 from torch import nn
 
 from pipeline import device as devices
-from pipeline import stages
-from pipeline.defaults import DEFAULT_MAX_PIXELS
 from pipeline.models import LoadedModel, ModelFamily, Preprocessing, family, register
 from pipeline.runtimes import (
     ONNXRUNTIME,
@@ -32,9 +30,9 @@ from pipeline.runtimes import (
     plan,
 )
 from pipeline.runtimes.torch_runtime import TorchRuntime
+from tests.conftest import SAMPLES, sample_crops, softmax
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ["astronaut.png", "camera.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg"]
 TINY = Preprocessing(resize=20, crop=16, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
 CPU_ORT = Plan(ONNXRUNTIME, "cpu")
 _names = itertools.count()
@@ -267,23 +265,9 @@ def lite0_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return cache_dir
 
 
-def sample_batch(data_dir: Path) -> np.ndarray:
-    spec = family("efficientnet-lite0").preprocessing
-    crops = []
-    for name in SAMPLES:
-        _, picture = stages.load(data_dir / name, DEFAULT_MAX_PIXELS)
-        crops.append(stages.preprocess(picture, spec))
-    return np.stack(crops)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
-
-
 def test_onnxruntime_agrees_with_torch_on_the_sample_photos(lite0_cache: Path, data_dir: Path) -> None:
     fam = family("efficientnet-lite0")
-    batch = sample_batch(data_dir)
+    batch = sample_crops(data_dir)
     ort_runtime = open_ort(fam, lite0_cache)
     torch_runtime = TorchRuntime(fam, None, device="cpu", threads=2)
     ort_scores, torch_scores = softmax(ort_runtime.forward(batch)), softmax(torch_runtime.forward(batch))

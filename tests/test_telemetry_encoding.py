@@ -149,7 +149,7 @@ def test_a_record_made_for_a_span_carries_its_ids(spans) -> None:
 def _inference_documents() -> list[dict]:
     """The fields of real inference records, from the one mapping: success and failure."""
     from pipeline.results import ImageInfo, Prediction, Result
-    from telemetry.fields import inference_fields
+    from telemetry.fields import derive
 
     good = Result(
         path="a/猫.jpg", model="efficientnet-lite0", file="/x/a/猫.jpg",
@@ -165,7 +165,7 @@ def _inference_documents() -> list[dict]:
                      durations_ns={"load": 1_500_000})
     extra = {"wwts": {"resource": {"process": {"cpu": {"utilization": 0.5}, "memory": {"rss": 1}}}},
              "trace": {"id": "1" * 32}, "span": {"id": "2" * 16}, "http": {"request": {"method": "POST"}}}
-    return [inference_fields(good, extra), inference_fields(bad, extra)]
+    return [derive(good, extra)[1], derive(bad, extra)[1]]
 
 
 @pytest.mark.parametrize("index", [0, 1])

@@ -262,6 +262,11 @@ def soak_growth(samples: Sequence[tuple[int, float]], count: int, warmup: int) -
     }
 
 
+def verdict_word(met: bool | None) -> str:
+    """How a report prints a verdict row's `met` ("" for a target that was not measured)."""
+    return "" if met is None else ("met" if met else "MISSED")
+
+
 def verdicts(figures: Mapping[str, float | None], targets: Mapping[str, Target] = TARGETS) -> list[dict[str, Any]]:
     """Each target with the run's figure (None where that part did not run)."""
     rows = []
@@ -752,8 +757,7 @@ def print_report(report: Mapping[str, Any]) -> None:
         targets.add_column(column, justify="left" if column == "measure" else "right")
     for row in report["targets"]:
         figure = "—" if row["figure"] is None else f"{row['figure']:g}{TARGETS[row['key']].unit}"
-        verdict = "" if row["met"] is None else ("met" if row["met"] else "MISSED")
-        targets.add_row(row["label"], figure, row["target"], verdict)
+        targets.add_row(row["label"], figure, row["target"], verdict_word(row["met"]))
     for label, figure, note in _context_rows(report):
         targets.add_row(label, figure, note, "")
     console.print(targets)

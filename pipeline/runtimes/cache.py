@@ -14,6 +14,8 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,23 +31,26 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def temporary_path(target: Path) -> Path:
-    """A fresh, unique file beside `target` (same filesystem, so the rename is atomic);
-    hidden, so a half-written graph is never mistaken for a cached one."""
+@contextmanager
+def replacing(target: Path) -> Iterator[Path]:
+    """A fresh file beside `target` to write; renamed over `target` when the block ends
+    (same filesystem, so atomically), deleted if it raises. Hidden, so a half-written
+    graph is never mistaken for a cached one."""
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(handle)
-    return Path(name)
-
-
-def write_json(target: Path, data: Any) -> None:
-    temporary = temporary_path(target)
+    temporary = Path(name)
     try:
-        temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        yield temporary
         os.replace(temporary, target)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def write_json(target: Path, data: Any) -> None:
+    with replacing(target) as temporary:
+        temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def read_json(path: Path) -> Any:

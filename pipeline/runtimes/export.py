@@ -25,7 +25,6 @@ import io
 import json
 import logging
 import math
-import os
 import time
 import warnings
 from collections.abc import Iterator
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.runtimes import Notify, RuntimeUnavailable, package_version
-from pipeline.runtimes.cache import read_json, sha256_file, temporary_path, weights_sha256, write_json
+from pipeline.runtimes.cache import read_json, replacing, sha256_file, weights_sha256, write_json
 
 if TYPE_CHECKING:
     import numpy as np
@@ -129,8 +128,7 @@ def export(family: ModelFamily, model_dir: Path | None, graph: Path, parts: dict
         raise RuntimeUnavailable(f"exporting {family.name} to ONNX (once, then cached) needs torch: {exc}") from exc
     module = inference_module(family, model_dir)
     crop = family.preprocessing.crop
-    temporary = temporary_path(graph)
-    try:
+    with replacing(graph) as temporary:
         write_graph(module, crop, temporary)
         diff = max_logit_diff(module, temporary, comparison_input(crop))
         if not diff <= MAX_LOGIT_DIFF:  # NaN is refused too
@@ -139,10 +137,6 @@ def export(family: ModelFamily, model_dir: Path | None, graph: Path, parts: dict
                 "not cached: use --runtime torch"
             )
         sha256, size = sha256_file(temporary), temporary.stat().st_size
-        os.replace(temporary, graph)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
     seconds = time.perf_counter() - started
     write_json(metadata_path(graph), {
         "key": parts,
